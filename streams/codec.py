@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ class CodecError(ValueError):
     """The bytes are not a valid Avro record for the schema (or the record does not fit it)."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_schema(name: str, schema_dir: Path = SCHEMA_DIR) -> Any:
     path = schema_dir / f"{name}.avsc"
     with path.open(encoding="utf-8") as fh:

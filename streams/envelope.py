@@ -92,7 +92,9 @@ def encode_event(
     return value, headers, eid
 
 
-def header_map(headers: Iterable[tuple[str, bytes | None]] | Mapping[str, bytes | None] | None) -> dict[str, str]:
+def header_map(
+    headers: Iterable[tuple[str, bytes | None]] | Mapping[str, bytes | None] | None,
+) -> dict[str, str]:
     """Last value wins; undecodable header bytes are replaced, not fatal, so the reason can be logged."""
     if headers is None:
         return {}

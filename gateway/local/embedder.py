@@ -50,19 +50,19 @@ class Embedder:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(
-            str(_model_path()), options, providers=["CPUExecutionProvider"]
-        )
+        self._session = ort.InferenceSession(str(_model_path()), options, providers=["CPUExecutionProvider"])
         self._input_names = {i.name for i in self._session.get_inputs()}
         self._tokenizer = tokenizers.Tokenizer.from_file(str(_tokenizer_path()))
         self._tokenizer.enable_truncation(MAX_TOKENS)
         self._tokenizer.enable_padding()
+        self._counter = tokenizers.Tokenizer.from_file(str(_tokenizer_path()))
         self._lock = threading.Lock()
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Untruncated token counts: usage is what the caller sent, not what the model kept."""
         with self._lock:
-            encodings = self._tokenizer.encode_batch(list(texts))
-        return [sum(e.attention_mask) for e in encodings]
+            encodings = self._counter.encode_batch(list(texts))
+        return [len(e.ids) for e in encodings]
 
     def embed(self, texts: Sequence[str]) -> FloatMatrix:
         """Unit-length vectors, one row per text, in input order."""

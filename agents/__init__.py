@@ -1,0 +1,1 @@
+"""Workflows: one module per event type, plus the steps they share."""

@@ -1,0 +1,64 @@
+"""Running one workflow step over a batch: one gateway request per live item, failures taken out.
+
+An item whose step fails leaves the batch with a StepFailure; the rest continue. This is the
+explicit routing faust lacks (an exception inside an agent would ack and lose the event).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from agents.outcome import BatchOutcome, StepFailure, WorkItem
+from gateway.gateway import Gateway
+from gateway.models import CallContext, GatewayError, ModelRequest, Task
+
+
+def context_for(item: WorkItem, *, workflow: str, version: str, step: str) -> CallContext:
+    data = item.envelope.data
+    return CallContext(
+        event_id=item.envelope.id,
+        tenant_id=item.envelope.tenant_id,
+        workflow=workflow,
+        workflow_version=version,
+        step=step,
+        event_time=item.envelope.time.astimezone(UTC) if item.envelope.time else datetime.now(UTC),
+        sensitivity=str(data.get("sensitivity", "internal")),
+    )
+
+
+async def model_step(
+    gateway: Gateway,
+    items: list[WorkItem],
+    outcome: BatchOutcome,
+    *,
+    workflow: str,
+    version: str,
+    step: str,
+    task: Task,
+    build: Callable[[WorkItem, CallContext], ModelRequest],
+    store: Callable[[WorkItem, Any], None],
+) -> list[WorkItem]:
+    """Run ``task`` for every item, ``store`` each output, return the items still alive."""
+    if not items:
+        return []
+    requests = [
+        build(item, context_for(item, workflow=workflow, version=version, step=step)) for item in items
+    ]
+    responses = await gateway.run(requests, outcome.traces)
+    alive: list[WorkItem] = []
+    for item, response in zip(items, responses, strict=True):
+        if isinstance(response, GatewayError):
+            outcome.failures.append(
+                (item.inbound, StepFailure.from_exception(step, response, retryable=response.retryable))
+            )
+            continue
+        item.used(f"{response.provider}/{response.model}")
+        store(item, response.output)
+        alive.append(item)
+    return alive
+
+
+def fail(outcome: BatchOutcome, item: WorkItem, step: str, exc: BaseException, *, retryable: bool) -> None:
+    outcome.failures.append((item.inbound, StepFailure.from_exception(step, exc, retryable=retryable)))

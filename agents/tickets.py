@@ -1,0 +1,166 @@
+"""Ticket workflow: classify intent and priority → extract entities → retrieve similar items →
+summarize → emit ticket.triaged.v1.
+
+Steps run in a fixed order over the whole micro-batch, so each model sees a batch (several times
+faster per item on the local tier) while each event keeps its own trace per step.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from agents import steps
+from agents.deps import WorkflowDeps
+from agents.outcome import BatchOutcome, OutboundEvent, WorkItem
+from agents.priority import priority_for
+from gateway.models import CallContext, Entity, ModelRequest, Task
+from sinks.vectors import VectorPoint, point_id
+from streams import envelope as env
+from streams.topics import TICKET_TRIAGED
+
+WORKFLOW = "ticket"
+REVISION = "ticket-1"
+SIMILAR_LIMIT = 3
+
+
+def workflow_version(deps: WorkflowDeps) -> str:
+    """The revision of the step code plus the classifier artifact it runs: either change is visible."""
+    return f"{REVISION}+{deps.gateway.provider.prompt_version(Task.CLASSIFY_INTENT)}"
+
+
+def ticket_text(item: WorkItem) -> str:
+    data = item.envelope.data
+    subject = (data.get("subject") or "").strip()
+    body = str(data.get("body") or "").strip()
+    return f"{subject}. {body}" if subject else body
+
+
+async def triage(items: list[WorkItem], deps: WorkflowDeps) -> BatchOutcome:
+    outcome = BatchOutcome()
+    version = workflow_version(deps)
+
+    def request(task: Task, **options: Any) -> Any:
+        def build(item: WorkItem, ctx: CallContext) -> ModelRequest:
+            return ModelRequest(task, ctx, ticket_text(item), options=options)
+
+        return build
+
+    common = {"workflow": WORKFLOW, "version": version}
+    live = await steps.model_step(
+        deps.gateway,
+        items,
+        outcome,
+        step="classify",
+        task=Task.CLASSIFY_INTENT,
+        build=request(Task.CLASSIFY_INTENT),
+        store=lambda it, out: it.outputs.__setitem__("intent", out),
+        **common,
+    )
+    live = await steps.model_step(
+        deps.gateway,
+        live,
+        outcome,
+        step="extract",
+        task=Task.EXTRACT,
+        build=request(Task.EXTRACT),
+        store=lambda it, out: it.outputs.__setitem__("entities", out),
+        **common,
+    )
+    live = await steps.model_step(
+        deps.gateway,
+        live,
+        outcome,
+        step="retrieve",
+        task=Task.EMBED,
+        build=request(Task.EMBED),
+        store=lambda it, out: it.outputs.__setitem__("vector", out[0]),
+        **common,
+    )
+    live = _retrieve_similar(live, deps, outcome)
+    live = await steps.model_step(
+        deps.gateway,
+        live,
+        outcome,
+        step="summarize",
+        task=Task.SUMMARIZE,
+        build=request(Task.SUMMARIZE, max_sentences=1),
+        store=lambda it, out: it.outputs.__setitem__("summary", out),
+        **common,
+    )
+    outcome.results.extend(_result_event(item, version) for item in live)
+    return outcome
+
+
+def _retrieve_similar(items: list[WorkItem], deps: WorkflowDeps, outcome: BatchOutcome) -> list[WorkItem]:
+    """Search before upserting the ticket itself, so a ticket never finds itself."""
+    alive = []
+    for item in items:
+        data = item.envelope.data
+        try:
+            hits = deps.vectors.search(
+                item.outputs["vector"],
+                tenant_id=item.envelope.tenant_id,
+                limit=SIMILAR_LIMIT,
+                exclude_source_id=str(data["ticket_id"]),
+            )
+            deps.vectors.upsert(
+                [
+                    VectorPoint(
+                        id=point_id(item.envelope.tenant_id, "ticket", str(data["ticket_id"])),
+                        vector=item.outputs["vector"].tolist(),
+                        payload={
+                            "tenant_id": item.envelope.tenant_id,
+                            "kind": "ticket",
+                            "source_id": str(data["ticket_id"]),
+                            "text": ticket_text(item)[:1000],
+                        },
+                    )
+                ]
+            )
+        except Exception as exc:
+            steps.fail(outcome, item, "retrieve", exc, retryable=True)
+            continue
+        item.outputs["similar"] = [
+            {
+                "point_id": h.id,
+                "kind": str(h.payload.get("kind", "")),
+                "source_id": str(h.payload.get("source_id", "")),
+                "score": float(h.score),
+            }
+            for h in hits
+        ]
+        alive.append(item)
+    return alive
+
+
+def _entity_records(entities: list[Entity]) -> list[dict[str, Any]]:
+    return [{"label": e.label, "text": e.text, "start": e.start, "end": e.end} for e in entities]
+
+
+def _result_event(item: WorkItem, version: str) -> OutboundEvent:
+    data = item.envelope.data
+    prediction = item.outputs["intent"]
+    record = {
+        "tenant_id": item.envelope.tenant_id,
+        "ticket_id": str(data["ticket_id"]),
+        "causation_id": item.envelope.id,
+        "workflow_version": version,
+        "models": item.models,
+        "intent": prediction.label,
+        "intent_confidence": float(prediction.confidence),
+        "priority": priority_for(prediction.label, ticket_text(item)),
+        "entities": _entity_records(item.outputs["entities"]),
+        "similar": item.outputs["similar"],
+        "summary": item.outputs["summary"],
+        "processed_at": datetime.now(UTC),
+    }
+    event_id = env.result_event_id(item.envelope.id, version)
+    value, headers, _ = env.encode_event(
+        TICKET_TRIAGED,
+        record,
+        event_id=event_id,
+        source="urn:riverbed:agents:ticket",
+        causation_id=item.envelope.id,
+    )
+    return OutboundEvent(TICKET_TRIAGED, str(data["ticket_id"]).encode(), value, headers, event_id)

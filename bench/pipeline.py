@@ -1,0 +1,177 @@
+"""Pipeline figures: intent accuracy through the pipeline, end-to-end ticket throughput against raw
+embedding throughput of the same model in the same run, and worker RSS growth over 50,000 events.
+
+    python bench/pipeline.py [--rss-events 50000]
+
+Brings up its own broker on a free port with data in a temp dir, trains the intent head on the full
+BANKING77 training split, runs a real worker process, and removes everything afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from gateway.local.embedder import Embedder
+from gateway.local.training import BANKING77_TEST, BANKING77_TRAIN, train
+from streams import envelope as env
+from streams import processes, stack
+from streams.codec import decode
+from streams.config import Settings
+from streams.publish import Draft, publish, read_rows, ticket_drafts
+from streams.topics import TICKET_TRIAGED
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def figure(name: str, value: float) -> None:
+    print(f"FIGURE {name} {value:.4f}", flush=True)
+
+
+class ResultWatcher:
+    """Reads ticket.triaged.v1 from the current end, recording intent and arrival per causing event."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.intents: dict[str, str] = {}
+        self.arrival: dict[str, float] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        await consumer.force_metadata_update()
+        parts = [
+            TopicPartition(TICKET_TRIAGED, p) for p in consumer.partitions_for_topic(TICKET_TRIAGED) or set()
+        ]
+        consumer.assign(parts)
+        for tp, end in (await consumer.end_offsets(parts)).items():
+            consumer.seek(tp, end)
+        self._consumer = consumer
+
+    async def wait_for(self, ids: set[str], timeout_s: float, on_progress: object = None) -> None:
+        assert self._consumer is not None
+        deadline = time.monotonic() + timeout_s
+        while not ids <= self.intents.keys():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(ids - self.intents.keys())} results missing after {timeout_s}s")
+            for records in (await self._consumer.getmany(timeout_ms=200, max_records=5000)).values():
+                now = time.monotonic()
+                for r in records:
+                    cause = env.header_map(r.headers).get("ce_causationid", "")
+                    if cause not in self.intents:
+                        self.intents[cause] = str(decode(TICKET_TRIAGED, r.value)["intent"])
+                        self.arrival[cause] = now
+            if callable(on_progress):
+                on_progress(len(ids & self.intents.keys()))
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+
+def raw_embedding_rate(texts: list[str], repeats: int = 3) -> float:
+    embedder = Embedder()
+    embedder.embed(texts[:64])
+    rates = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        embedder.embed(texts)
+        rates.append(len(texts) / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
+def bulk_drafts(rows: list[dict[str, str]], n: int, prefix: str) -> list[Draft]:
+    cycled = [{**rows[i % len(rows)], "ticket_id": f"{prefix}{i:07d}"} for i in range(n)]
+    return list(ticket_drafts(cycled, tenant="bench"))
+
+
+async def pipeline_figures(
+    settings: Settings, test_rows: list[dict[str, str]], rss_events: int, worker_pid: int
+) -> float:
+    """Print accuracy and RSS figures; return the end-to-end ticket rate (events/s)."""
+    watcher = ResultWatcher(settings)
+    await watcher.start()
+    try:
+        warm = await publish(settings.kafka_bootstrap, bulk_drafts(test_rows, 128, "W"))
+        await watcher.wait_for({p.event_id for p in warm}, timeout_s=300)
+
+        drafts = list(ticket_drafts(test_rows, tenant="bench"))
+        t0 = time.monotonic()
+        published = await publish(settings.kafka_bootstrap, drafts)
+        await watcher.wait_for({p.event_id for p in published}, timeout_s=900)
+        elapsed = max(watcher.arrival[p.event_id] for p in published) - t0
+        correct = sum(watcher.intents[p.event_id] == p.label for p in published)
+        print(f"tickets {len(published)} in {elapsed:.1f}s = {len(published) / elapsed:.1f}/s")
+        figure("banking77_accuracy", correct / len(published))
+        pipeline_rate = len(published) / elapsed
+
+        worker = psutil.Process(worker_pid)
+        window = min(10_000, rss_events // 5)
+        rss: dict[str, float] = {}
+
+        def sample(done: int) -> None:
+            if "first" not in rss and done >= window:
+                rss["first"] = worker.memory_info().rss
+            rss["last"] = worker.memory_info().rss
+
+        bulk = await publish(settings.kafka_bootstrap, bulk_drafts(test_rows, rss_events, "R"))
+        await watcher.wait_for({p.event_id for p in bulk}, timeout_s=3600, on_progress=sample)
+        growth = (rss["last"] - rss["first"]) / rss["first"] * 100
+        print(
+            f"worker RSS after {window:,} events {rss['first'] / 2**20:.1f} MiB, "
+            f"after {rss_events:,} {rss['last'] / 2**20:.1f} MiB"
+        )
+        figure("rss_growth_pct", growth)
+    finally:
+        await watcher.stop()
+    print(f"pipeline ticket throughput {pipeline_rate:.1f}/s")
+    return pipeline_rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rss-events", type=int, default=50_000)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="riverbed-bench-"))
+    settings = Settings(data_dir=root, kafka_bootstrap=f"127.0.0.1:{free_port()}", app_id="riverbed-bench")
+    worker = None
+    try:
+        stack.up(settings)
+        report = train(settings.models_dir, settings.intent_model, BANKING77_TRAIN)
+        print(f"trained {report.name}@{report.version}: cv {report.cv_scores}")
+        test_rows = list(read_rows(BANKING77_TEST))
+        texts = [r["text"] for r in test_rows]
+        raw_rate = raw_embedding_rate(texts)
+        print(
+            f"raw batched embedding throughput {raw_rate:.1f}/s (median of 3 passes over {len(texts)} texts)"
+        )
+        worker = processes.spawn(settings, "worker", ["worker"])
+        rate = asyncio.run(pipeline_figures(settings, test_rows, args.rss_events, worker.pid))
+        figure("ticket_throughput_ratio", rate / raw_rate)
+    finally:
+        if worker is not None:
+            processes.stop(worker.pid)
+        stack.down(settings)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

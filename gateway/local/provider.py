@@ -1,0 +1,177 @@
+"""The local provider: every task answered in-process on CPU, with no keys and no network.
+
+Model work runs on one dedicated thread: onnxruntime already uses both cores for one batch, so
+more threads would only contend, and keeping it off the event loop keeps Faust's heartbeats and
+commits on time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gateway.local import summarize as extractive
+from gateway.local.artifacts import artifact_dir, latest_version
+from gateway.local.classifier import LinearHead
+from gateway.local.embedder import Embedder, FloatMatrix
+from gateway.local.extraction import EntityExtractor
+from gateway.local.topics import TopicClassifier
+from gateway.models import ModelRequest, ProviderResult, Task
+
+PROVIDER_NAME = "local"
+
+
+class ModelNotTrained(RuntimeError):
+    """No classifier artifact exists yet; ``riverbed train`` creates one."""
+
+
+class _EmbeddingMemo:
+    """Bounded text→vector memo so a later step re-embedding the same text costs nothing.
+
+    An embedding is a pure function of the text, so sharing it across tenants reveals nothing;
+    answer caches (which are tenant-scoped) live in the gateway, not here.
+    """
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._capacity = capacity
+        self._items: OrderedDict[bytes, np.ndarray[Any, Any]] = OrderedDict()
+
+    @staticmethod
+    def _key(text: str) -> bytes:
+        return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+    def lookup(self, texts: Sequence[str]) -> list[np.ndarray[Any, Any] | None]:
+        found: list[np.ndarray[Any, Any] | None] = []
+        for text in texts:
+            key = self._key(text)
+            vec = self._items.get(key)
+            if vec is not None:
+                self._items.move_to_end(key)
+            found.append(vec)
+        return found
+
+    def store(self, texts: Sequence[str], vectors: FloatMatrix) -> None:
+        for text, vec in zip(texts, vectors, strict=True):
+            self._items[self._key(text)] = vec
+            self._items.move_to_end(self._key(text))
+        while len(self._items) > self._capacity:
+            self._items.popitem(last=False)
+
+
+class LocalProvider:
+    name = PROVIDER_NAME
+
+    def __init__(self, models_dir: Path, intent_model: str) -> None:
+        version = latest_version(models_dir, intent_model)
+        if version is None:
+            raise ModelNotTrained(
+                f"no '{intent_model}' classifier under {models_dir}; run `riverbed train` first"
+            )
+        self.embedder = Embedder()
+        self.extractor = EntityExtractor()
+        self.topics = TopicClassifier(self.embedder)
+        self.intent_head = LinearHead.load(artifact_dir(models_dir, intent_model, version))
+        self.intent_model = intent_model
+        self.intent_version = version
+        self._memo = _EmbeddingMemo()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-models")
+
+    def model_for(self, task: Task) -> str:
+        return {
+            Task.EMBED: self.embedder.name,
+            Task.CLASSIFY_INTENT: self.intent_model,
+            Task.CLASSIFY_TOPIC: "topic-centroids",
+            Task.EXTRACT: self.extractor.name,
+            Task.SUMMARIZE: extractive.MODEL_NAME,
+        }[task]
+
+    def prompt_version(self, task: Task) -> str:
+        """What identifies the 'prompt' of a local model: its artifact or config version."""
+        if task is Task.CLASSIFY_INTENT:
+            return f"{self.intent_model}@{self.intent_version}"
+        if task is Task.CLASSIFY_TOPIC:
+            return self.topics.version
+        return "v1"
+
+    async def run(self, task: Task, requests: Sequence[ModelRequest]) -> list[ProviderResult]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._run_sync, task, list(requests))
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- synchronous work, on the model thread ------------------------------------------------
+
+    def _run_sync(self, task: Task, requests: list[ModelRequest]) -> list[ProviderResult]:
+        handlers = {
+            Task.EMBED: self._embed,
+            Task.CLASSIFY_INTENT: self._classify_intent,
+            Task.CLASSIFY_TOPIC: self._classify_topic,
+            Task.EXTRACT: self._extract,
+            Task.SUMMARIZE: self._summarize,
+        }
+        return handlers[task](requests)
+
+    def _vectors(self, texts: Sequence[str]) -> tuple[FloatMatrix, bool]:
+        """Embeddings for texts, memo first; the flag says whether every one was a memo hit."""
+        cached = self._memo.lookup(texts)
+        missing = [t for t, v in zip(texts, cached, strict=True) if v is None]
+        fresh = iter(self.embedder.embed(missing)) if missing else iter(())
+        out = np.empty((len(texts), self.embedder.dimensions), dtype=np.float32)
+        new_vectors = []
+        for i, vec in enumerate(cached):
+            if vec is None:
+                vec = next(fresh)
+                new_vectors.append(vec)
+            out[i] = vec
+        if missing:
+            self._memo.store(missing, np.asarray(new_vectors))
+        return out, not missing
+
+    def _tokens(self, requests: Sequence[ModelRequest]) -> list[int]:
+        counts = self.embedder.count_tokens([" ".join(r.inputs) for r in requests])
+        return counts
+
+    def _embed(self, requests: list[ModelRequest]) -> list[ProviderResult]:
+        flat = [text for r in requests for text in r.inputs]
+        vectors, all_hit = self._vectors(flat)
+        results, offset = [], 0
+        tokens = self._tokens(requests)
+        for r, n_tokens in zip(requests, tokens, strict=True):
+            n = len(r.inputs)
+            results.append(ProviderResult(vectors[offset : offset + n], n_tokens, cached=all_hit))
+            offset += n
+        return results
+
+    def _classify_intent(self, requests: list[ModelRequest]) -> list[ProviderResult]:
+        vectors, _ = self._vectors([r.text for r in requests])
+        predictions = self.intent_head.predict(vectors)
+        tokens = self._tokens(requests)
+        return [ProviderResult(p, t, 1) for p, t in zip(predictions, tokens, strict=True)]
+
+    def _classify_topic(self, requests: list[ModelRequest]) -> list[ProviderResult]:
+        results = []
+        for r, n_tokens in zip(requests, self._tokens(requests), strict=True):
+            vectors, _ = self._vectors(r.inputs)
+            results.append(ProviderResult(self.topics.scores(vectors), n_tokens, 1))
+        return results
+
+    def _extract(self, requests: list[ModelRequest]) -> list[ProviderResult]:
+        entities = self.extractor.extract_many([r.text for r in requests])
+        tokens = self._tokens(requests)
+        return [ProviderResult(e, t, len(e)) for e, t in zip(entities, tokens, strict=True)]
+
+    def _summarize(self, requests: list[ModelRequest]) -> list[ProviderResult]:
+        results = []
+        for r, n_tokens in zip(requests, self._tokens(requests), strict=True):
+            summary = extractive.summarize(r.text, max_sentences=int(r.options.get("max_sentences", 3)))
+            out_tokens = len(summary.split())
+            results.append(ProviderResult(summary, n_tokens, out_tokens))
+        return results

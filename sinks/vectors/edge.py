@@ -1,0 +1,196 @@
+"""Vector store on qdrant-edge: Qdrant's engine in-process, so the embedded stack needs no server.
+
+The shard lives in ``path / collection`` and survives restarts: updates go through the shard's
+write-ahead log (on by default), and ``close`` flushes segments before releasing the shard.
+
+Facts about qdrant_edge 0.9 this adapter relies on:
+
+* ``EdgeShard.create(dir, EdgeConfig)`` refuses a directory that already holds segments;
+  ``EdgeShard.load(dir, config)`` opens one and, given a config, fails on an incompatible vector
+  size. So we load when ``edge_config.json`` exists and create otherwise.
+* A shard directory is locked by the process that opened it (a second ``load`` fails with
+  ``WouldBlock`` on the WAL), hence "one process owns a path".
+* There is no background optimizer. New points sit in a plain (brute-force) segment until
+  ``optimize()`` builds HNSW, which blocks (about 40 s for 50k x 384 on 2 cores) and is a no-op
+  below the indexing threshold (5k x 384 points stay plain). Brute force over tens of thousands
+  of points is about a millisecond, so ``upsert`` never optimizes; ``optimize`` is exposed for
+  idle-time maintenance instead.
+* Returned point ids are ``uuid.UUID``; they are turned back into strings here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import qdrant_edge as qe
+
+from sinks.vectors.base import (
+    REQUIRED_PAYLOAD_KEYS,
+    VectorHit,
+    VectorPoint,
+    VectorStore,
+    check_dimensions,
+    check_search_args,
+)
+
+_CONFIG_FILE = "edge_config.json"
+
+
+def _match(key: str, value: str) -> Any:
+    return qe.FieldCondition(key=key, match=qe.MatchValue(value))
+
+
+def _as_vector(vector: Sequence[float]) -> Any:
+    # The engine takes float32 NumPy arrays directly, which skips a Python list of floats.
+    return np.asarray(vector, dtype=np.float32)
+
+
+class EdgeVectorStore(VectorStore):
+    """``VectorStore`` over one qdrant-edge shard at ``path / collection``.
+
+    The shard is opened lazily (by ``ensure_collection`` or the first read/write), so building the
+    store is free and does not take the directory lock until it is used.
+    """
+
+    def __init__(self, path: Path, collection: str) -> None:
+        if not collection or "/" in collection or collection in {".", ".."}:
+            raise ValueError(f"invalid collection name {collection!r}")
+        self._dir = Path(path) / collection
+        self._collection = collection
+        self._shard: Any = None
+        self._dimensions: int | None = None
+        self._closed = False
+
+    @property
+    def directory(self) -> Path:
+        """Directory holding the shard."""
+        return self._dir
+
+    def ensure_collection(self, dimensions: int) -> None:
+        if dimensions < 1:
+            raise ValueError(f"dimensions must be >= 1, got {dimensions}")
+        self._check_open()
+        if self._shard is not None and self._dimensions == dimensions:
+            return
+        if self._shard is not None:
+            # Opened lazily without a config: reopen with one so the engine checks the vector size.
+            self._shard.close()
+            self._shard = None
+        config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=dimensions, distance=qe.Distance.Cosine))
+        if self._exists():
+            self._shard = self._load(config)
+        else:
+            self._dir.mkdir(parents=True, exist_ok=True)
+            self._shard = qe.EdgeShard.create(str(self._dir), config)
+        self._dimensions = dimensions
+        self._ensure_payload_indexes()
+
+    def upsert(self, points: Sequence[VectorPoint]) -> None:
+        if not points:
+            return
+        shard = self._require()
+        for p in points:
+            check_dimensions(p.vector, self._dimensions)
+        batch = [qe.Point(p.id, _as_vector(p.vector), dict(p.payload)) for p in points]
+        shard.update(qe.UpdateOperation.upsert_points(batch))
+
+    def search(
+        self,
+        vector: Sequence[float],
+        *,
+        tenant_id: str,
+        limit: int,
+        kinds: Sequence[str] | None = None,
+        exclude_source_id: str | None = None,
+    ) -> list[VectorHit]:
+        check_search_args(tenant_id, limit)
+        shard = self._require()
+        check_dimensions(vector, self._dimensions)
+        if kinds is not None and not kinds:
+            return []
+        must: list[Any] = [_match("tenant_id", tenant_id)]
+        if kinds is not None:
+            must.append(qe.FieldCondition(key="kind", match=qe.MatchAny(list(kinds))))
+        must_not = [_match("source_id", exclude_source_id)] if exclude_source_id is not None else None
+        request = qe.QueryRequest(
+            limit=limit,
+            query=qe.Query.Nearest(_as_vector(vector)),
+            filter=qe.Filter(must=must, must_not=must_not),
+            with_payload=True,
+            with_vector=False,
+        )
+        return [
+            VectorHit(id=str(hit.id), score=float(hit.score), payload=dict(hit.payload or {}))
+            for hit in shard.query(request)
+        ]
+
+    def count(self, tenant_id: str | None = None) -> int:
+        shard = self._require()
+        query_filter = qe.Filter(must=[_match("tenant_id", tenant_id)]) if tenant_id is not None else None
+        return int(shard.count(qe.CountRequest(exact=True, filter=query_filter)))
+
+    def optimize(self) -> bool:
+        """Build HNSW for segments past the indexing threshold; blocks. True if anything changed."""
+        return bool(self._require().optimize())
+
+    def flush(self) -> None:
+        """Write pending segment changes to disk (the WAL already makes them durable)."""
+        if self._shard is not None:
+            self._shard.flush()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        shard, self._shard = self._shard, None
+        if shard is not None:
+            try:
+                shard.flush()
+            finally:
+                shard.close()
+
+    def __repr__(self) -> str:
+        return f"EdgeVectorStore(path={self._dir.parent!s}, collection={self._collection!r})"
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _exists(self) -> bool:
+        return (self._dir / _CONFIG_FILE).is_file()
+
+    def _load(self, config: Any) -> Any:
+        try:
+            return qe.EdgeShard.load(str(self._dir), config)
+        except Exception as exc:  # the binding raises bare Exception with a message
+            message = str(exc)
+            if "Incompatible" in message or "incompatible" in message:
+                raise ValueError(f"edge shard {self._dir} does not fit: {message}") from exc
+            if "WouldBlock" in message:
+                raise RuntimeError(f"edge shard {self._dir} is open in another process or store") from exc
+            raise
+
+    def _require(self) -> Any:
+        self._check_open()
+        if self._shard is None:
+            if not self._exists():
+                raise RuntimeError(f"no edge shard at {self._dir}; call ensure_collection() first")
+            self._shard = self._load(None)
+        return self._shard
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"{self!r} is closed")
+
+    def _ensure_payload_indexes(self) -> None:
+        shard = self._shard
+        existing = set(shard.info().payload_schema)
+        for key in REQUIRED_PAYLOAD_KEYS:
+            if key in existing:
+                continue
+            # tenant_id is the partition key: is_tenant lets the engine co-locate a tenant's points.
+            schema: Any = qe.PayloadSchemaType.Keyword
+            if key == "tenant_id":
+                schema = qe.KeywordIndexParams(is_tenant=True)
+            shard.update(qe.UpdateOperation.create_field_index(key, schema))

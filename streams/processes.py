@@ -1,0 +1,82 @@
+"""Starting and stopping Riverbed's own long-running processes (worker, sink) with PID files.
+
+Settings are handed to children as ``RIVERBED_*`` environment variables, so a child sees exactly the
+configuration its parent resolved, whatever mix of file, env and arguments produced it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from streams.config import Settings
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    for name, value in settings.model_dump().items():
+        env[f"RIVERBED_{name.upper()}"] = str(value)
+    return env
+
+
+def pid_file(settings: Settings, name: str) -> Path:
+    return settings.data_dir / f"{name}.pid"
+
+
+def spawn(
+    settings: Settings, name: str, args: list[str], log_path: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Run ``riverbed <args>`` as a child in its own session, logging to data_dir/<name>.log."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    log = (log_path or settings.data_dir / f"{name}.log").open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", *args],
+        env=settings_env(settings),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    pid_file(settings, name).write_text(str(proc.pid))
+    return proc
+
+
+def running_pid(settings: Settings, name: str) -> int | None:
+    path = pid_file(settings, name)
+    try:
+        pid = int(path.read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def stop(pid: int, timeout_s: float = 30.0) -> bool:
+    """SIGTERM, wait up to ``timeout_s`` for a clean exit, then SIGKILL. True if it exited cleanly."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            if done == pid:
+                return True
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    return False
+
+
+def stop_named(settings: Settings, name: str, timeout_s: float = 30.0) -> bool:
+    pid = running_pid(settings, name)
+    pid_file(settings, name).unlink(missing_ok=True)
+    return stop(pid, timeout_s) if pid is not None else False

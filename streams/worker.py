@@ -1,0 +1,142 @@
+"""The worker's runtime: decode a micro-batch, run its workflow, publish everything, then return.
+
+The Faust agent acks a batch only after this returns (``take_events`` acks after the loop body), and
+this returns only after the broker acknowledged every result, trace and dead letter of the batch.
+So a committed offset never points past an event whose output is not durable: at-least-once,
+without the commit-past-in-flight bug that agent ``concurrency>1`` has (faust #606). Parallelism
+comes from partitions (more workers) and from batching inside a step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import structlog
+
+from agents import documents, tickets
+from agents.deps import WorkflowDeps
+from agents.outcome import BatchOutcome, InboundEvent, OutboundEvent, StepFailure, WorkItem
+from agents.routing import DeadLetterRouter, FailureRouter
+from gateway.gateway import Gateway
+from gateway.local.provider import LocalProvider
+from sinks.vectors import open_vector_store
+from streams import envelope as env
+from streams.codec import CodecError
+from streams.config import Settings
+from streams.topics import AI_TRACES, DOCUMENT_UPLOADED, TICKET_CREATED
+
+log = structlog.get_logger(__name__)
+
+Send = Callable[[OutboundEvent], Awaitable[Awaitable[Any]]]
+"""Enqueue one record; the returned awaitable resolves when the broker acknowledged it."""
+
+WORKFLOWS: dict[str, Callable[[list[WorkItem], WorkflowDeps], Awaitable[BatchOutcome]]] = {
+    TICKET_CREATED: tickets.triage,
+    DOCUMENT_UPLOADED: documents.enrich,
+}
+
+
+@dataclass
+class WorkerStats:
+    consumed: Counter[str] = field(default_factory=Counter)
+    results: Counter[str] = field(default_factory=Counter)
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    traces: int = 0
+
+
+class WorkerRuntime:
+    def __init__(self, deps: WorkflowDeps, router: FailureRouter | None = None) -> None:
+        self.deps = deps
+        self.router = router or DeadLetterRouter()
+        self.stats = WorkerStats()
+
+    @classmethod
+    async def create(cls, settings: Settings) -> WorkerRuntime:
+        provider = await asyncio.to_thread(LocalProvider, settings.models_dir, settings.intent_model)
+        vectors = await asyncio.to_thread(
+            open_vector_store,
+            qdrant_url=settings.qdrant_url,
+            path=settings.qdrant_path,
+            collection=settings.qdrant_collection,
+        )
+        vectors.ensure_collection(provider.embedder.dimensions)
+        http = httpx.AsyncClient(follow_redirects=True, max_redirects=5)
+        return cls(WorkflowDeps(settings=settings, gateway=Gateway(provider), vectors=vectors, http=http))
+
+    async def close(self) -> None:
+        await self.deps.http.aclose()
+        self.deps.vectors.close()
+
+    def decode(self, topic: str, batch: Sequence[InboundEvent]) -> tuple[list[WorkItem], BatchOutcome]:
+        outcome = BatchOutcome()
+        items: list[WorkItem] = []
+        for inbound in batch:
+            try:
+                envelope = env.decode_event(
+                    topic, inbound.value, env.header_map(inbound.headers), self.deps.settings.max_event_bytes
+                )
+            except (CodecError, env.EnvelopeError) as exc:
+                outcome.failures.append((inbound, StepFailure.from_exception("decode", exc, retryable=False)))
+                continue
+            items.append(WorkItem(inbound, envelope))
+        return items, outcome
+
+    async def handle(self, topic: str, batch: Sequence[InboundEvent], send: Send) -> BatchOutcome:
+        """Process one batch and wait until all its output is acknowledged by the broker."""
+        self.stats.consumed[topic] += len(batch)
+        items, outcome = self.decode(topic, batch)
+        if items:
+            try:
+                done = await WORKFLOWS[topic](items, self.deps)
+            except Exception as exc:  # a bug in a workflow: every item of the batch is dead-lettered
+                log.exception("workflow_crashed", topic=topic, size=len(items))
+                done = BatchOutcome(
+                    failures=[
+                        (item.inbound, StepFailure.from_exception("workflow", exc, retryable=True))
+                        for item in items
+                    ]
+                )
+            outcome.results.extend(done.results)
+            outcome.failures.extend(done.failures)
+            outcome.traces.extend(done.traces)
+        await self.publish(topic, outcome, send)
+        return outcome
+
+    async def publish(self, topic: str, outcome: BatchOutcome, send: Send) -> None:
+        pending: list[Awaitable[Any]] = []
+        for result in outcome.results:
+            pending.append(await send(result))
+        for trace in outcome.traces:
+            value, headers, _ = env.encode_event(
+                AI_TRACES,
+                trace,
+                event_id=trace["trace_id"],
+                source="urn:riverbed:gateway",
+                causation_id=trace["event_id"],
+            )
+            pending.append(
+                await send(
+                    OutboundEvent(AI_TRACES, trace["event_id"].encode(), value, headers, trace["trace_id"])
+                )
+            )
+        for inbound, failure in outcome.failures:
+            log.warning(
+                "event_failed",
+                topic=topic,
+                partition=inbound.partition,
+                offset=inbound.offset,
+                step=failure.step,
+                error_class=failure.error_class,
+                error=failure.message[:300],
+                retryable=failure.retryable,
+            )
+            pending.append(await send(self.router.route(inbound, failure)))
+        await asyncio.gather(*pending)
+        self.stats.results[topic] += len(outcome.results)
+        self.stats.dead_letters[topic] += len(outcome.failures)
+        self.stats.traces += len(outcome.traces)

@@ -1,0 +1,341 @@
+"""Contract tests for the vector-store port, run identically against both adapters.
+
+Workflows switch between the embedded qdrant-edge shard and a Qdrant server by configuration
+alone, so the two adapters must agree on ranking, scores, tenant isolation, filters and
+overwrite semantics. Every contract test below is parametrized over both.
+
+There is no Qdrant server binary on development machines, so the server adapter runs against
+qdrant-client's in-process ``:memory:`` mode (``ServerVectorStore.in_memory``). That exercises our
+request building and result mapping through the real client API, but not the network path nor
+server-only features such as payload indexes (local mode ignores them).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+import sinks.vectors
+from sinks.vectors import (
+    EdgeVectorStore,
+    ServerVectorStore,
+    VectorPoint,
+    VectorStore,
+    open_vector_store,
+    point_id,
+)
+
+DIM = 384
+COLLECTION = "riverbed_test"
+TENANT_A = "tenant-a"
+TENANT_B = "tenant-b"
+
+FloatArray = npt.NDArray[np.float32]
+
+
+def unit_vectors(n: int, seed: int = 7) -> FloatArray:
+    rng = np.random.default_rng(seed)
+    vectors = rng.standard_normal((n, DIM)).astype(np.float32)
+    normalized: FloatArray = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    return normalized
+
+
+def make_point(
+    vector: FloatArray,
+    *,
+    tenant: str = TENANT_A,
+    kind: str = "chunk",
+    source: str = "doc-1",
+    index: int = 0,
+    **extra: Any,
+) -> VectorPoint:
+    payload: dict[str, Any] = {
+        "tenant_id": tenant,
+        "kind": kind,
+        "source_id": source,
+        "chunk_index": index,
+        "text": f"{source} chunk {index}",
+        **extra,
+    }
+    return VectorPoint(id=point_id(tenant, source, kind, str(index)), vector=vector.tolist(), payload=payload)
+
+
+def open_adapter(kind: str, tmp_path: Path) -> VectorStore:
+    if kind == "edge":
+        return EdgeVectorStore(tmp_path / "qdrant", COLLECTION)
+    return ServerVectorStore.in_memory(COLLECTION)
+
+
+@pytest.fixture(params=["edge", "server"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorStore]:
+    opened = open_adapter(str(request.param), tmp_path)
+    opened.ensure_collection(DIM)
+    yield opened
+    opened.close()
+
+
+# -- contract tests, both adapters -----------------------------------------------------------------
+
+
+def test_search_returns_nearest_first_with_cosine_scores(store: VectorStore) -> None:
+    vectors = unit_vectors(40)
+    store.upsert([make_point(v, index=i) for i, v in enumerate(vectors)])
+
+    noise = np.random.default_rng(99).standard_normal(DIM).astype(np.float32) * 0.005
+    query = vectors[17] + noise
+    hits = store.search(query.tolist(), tenant_id=TENANT_A, limit=5)
+
+    cosine = vectors @ (query / np.linalg.norm(query))
+    expected = np.argsort(-cosine)[:5]
+    assert [h.payload["chunk_index"] for h in hits] == expected.tolist()
+    assert hits[0].id == point_id(TENANT_A, "doc-1", "chunk", "17")
+    assert hits[0].score > 0.99
+    for hit in hits:
+        assert hit.score == pytest.approx(float(cosine[hit.payload["chunk_index"]]), abs=1e-4)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert hits[0].payload == {
+        "tenant_id": TENANT_A,
+        "kind": "chunk",
+        "source_id": "doc-1",
+        "chunk_index": 17,
+        "text": "doc-1 chunk 17",
+    }
+
+
+def test_search_never_returns_another_tenants_points(store: VectorStore) -> None:
+    vectors = unit_vectors(10)
+    store.upsert([make_point(v, tenant=TENANT_A, index=i) for i, v in enumerate(vectors[:5])])
+    # Tenant B holds the exact query vector (score 1.0) plus more points than the limit needs.
+    store.upsert([make_point(v, tenant=TENANT_B, index=i) for i, v in enumerate(vectors)])
+
+    hits = store.search(vectors[9].tolist(), tenant_id=TENANT_A, limit=50)
+
+    assert len(hits) == 5
+    assert {h.payload["tenant_id"] for h in hits} == {TENANT_A}
+    assert all(h.score < 0.5 for h in hits)
+    b_hits = store.search(vectors[9].tolist(), tenant_id=TENANT_B, limit=50)
+    assert len(b_hits) == 10
+    assert b_hits[0].score == pytest.approx(1.0, abs=1e-5)
+    assert store.search(vectors[9].tolist(), tenant_id="tenant-nobody", limit=50) == []
+
+
+def test_kinds_filter(store: VectorStore) -> None:
+    vectors = unit_vectors(9)
+    kinds = ["chunk", "summary", "entity"]
+    store.upsert([make_point(v, kind=kinds[i % 3], index=i) for i, v in enumerate(vectors)])
+    query = vectors[0].tolist()
+
+    only_summaries = store.search(query, tenant_id=TENANT_A, limit=20, kinds=["summary"])
+    assert len(only_summaries) == 3
+    assert {h.payload["kind"] for h in only_summaries} == {"summary"}
+
+    two_kinds = store.search(query, tenant_id=TENANT_A, limit=20, kinds=("chunk", "entity"))
+    assert len(two_kinds) == 6
+    assert {h.payload["kind"] for h in two_kinds} == {"chunk", "entity"}
+
+    assert len(store.search(query, tenant_id=TENANT_A, limit=20, kinds=None)) == 9
+    assert store.search(query, tenant_id=TENANT_A, limit=20, kinds=[]) == []
+
+
+def test_exclude_source_id(store: VectorStore) -> None:
+    vectors = unit_vectors(8)
+    store.upsert([make_point(v, source="doc-self", index=i) for i, v in enumerate(vectors[:4])])
+    store.upsert([make_point(v, source="doc-other", index=i) for i, v in enumerate(vectors[4:])])
+    # The query is one of doc-self's own vectors: without the exclusion it would rank first.
+    query = vectors[0].tolist()
+
+    assert store.search(query, tenant_id=TENANT_A, limit=1)[0].payload["source_id"] == "doc-self"
+    hits = store.search(query, tenant_id=TENANT_A, limit=20, exclude_source_id="doc-self")
+    assert len(hits) == 4
+    assert {h.payload["source_id"] for h in hits} == {"doc-other"}
+
+    combined = store.search(
+        query, tenant_id=TENANT_A, limit=20, kinds=["chunk"], exclude_source_id="doc-other"
+    )
+    assert {h.payload["source_id"] for h in combined} == {"doc-self"}
+
+
+def test_reupsert_same_id_overwrites(store: VectorStore) -> None:
+    vectors = unit_vectors(3)
+    store.upsert([make_point(vectors[0], index=0), make_point(vectors[1], index=1)])
+    assert store.count() == 2
+
+    redelivered = make_point(vectors[2], index=0, text="rewritten")
+    assert redelivered.id == make_point(vectors[0], index=0).id
+    store.upsert([redelivered])
+    store.upsert([redelivered])
+
+    assert store.count() == 2
+    assert store.count(TENANT_A) == 2
+    hits = store.search(vectors[2].tolist(), tenant_id=TENANT_A, limit=2)
+    assert hits[0].id == redelivered.id
+    assert hits[0].score == pytest.approx(1.0, abs=1e-5)
+    assert hits[0].payload["text"] == "rewritten"
+    # The old vector no longer matches the overwritten point.
+    old = store.search(vectors[0].tolist(), tenant_id=TENANT_A, limit=2)
+    assert all(h.score < 0.5 for h in old)
+
+
+def test_count_per_tenant(store: VectorStore) -> None:
+    vectors = unit_vectors(8)
+    assert store.count() == 0
+    store.upsert([make_point(v, tenant=TENANT_A, index=i) for i, v in enumerate(vectors[:3])])
+    store.upsert([make_point(v, tenant=TENANT_B, index=i) for i, v in enumerate(vectors[3:])])
+
+    assert store.count(TENANT_A) == 3
+    assert store.count(TENANT_B) == 5
+    assert store.count("tenant-nobody") == 0
+    assert store.count() == 8
+
+
+def test_ensure_collection_is_idempotent_and_checks_dimensions(store: VectorStore) -> None:
+    store.upsert([make_point(unit_vectors(1)[0])])
+    store.ensure_collection(DIM)
+    assert store.count() == 1
+    with pytest.raises(ValueError):
+        store.ensure_collection(DIM // 2)
+
+
+def test_rejects_bad_input(store: VectorStore) -> None:
+    short = [0.1] * (DIM - 1)
+    payload = make_point(unit_vectors(1)[0]).payload
+    with pytest.raises(ValueError):
+        store.upsert([VectorPoint(id=point_id("x"), vector=short, payload=payload)])
+    with pytest.raises(ValueError):
+        store.search(short, tenant_id=TENANT_A, limit=3)
+    with pytest.raises(ValueError):
+        store.search(unit_vectors(1)[0].tolist(), tenant_id="", limit=3)
+    with pytest.raises(ValueError):
+        store.search(unit_vectors(1)[0].tolist(), tenant_id=TENANT_A, limit=0)
+    store.upsert([])
+    assert store.count() == 0
+
+
+def test_closed_store_refuses_work(store: VectorStore) -> None:
+    store.close()
+    store.close()
+    with pytest.raises(RuntimeError):
+        store.count()
+    with pytest.raises(RuntimeError):
+        store.search(unit_vectors(1)[0].tolist(), tenant_id=TENANT_A, limit=1)
+
+
+# -- edge only: durability and ownership of the path -----------------------------------------------
+
+
+def test_edge_data_survives_close_and_reopen(tmp_path: Path) -> None:
+    vectors = unit_vectors(30)
+    first = EdgeVectorStore(tmp_path / "qdrant", COLLECTION)
+    first.ensure_collection(DIM)
+    tenants = [TENANT_A if i % 2 else TENANT_B for i in range(len(vectors))]
+    first.upsert([make_point(v, tenant=tenants[i], index=i) for i, v in enumerate(vectors)])
+    before = first.search(vectors[3].tolist(), tenant_id=TENANT_A, limit=5)
+    first.close()
+
+    reopened = EdgeVectorStore(tmp_path / "qdrant", COLLECTION)
+    try:
+        # No ensure_collection: an existing shard is loaded on first use.
+        assert reopened.count() == 30
+        assert reopened.count(TENANT_A) == 15
+        after = reopened.search(vectors[3].tolist(), tenant_id=TENANT_A, limit=5)
+        assert [(h.id, h.payload) for h in after] == [(h.id, h.payload) for h in before]
+        assert [h.score for h in after] == pytest.approx([h.score for h in before])
+        reopened.ensure_collection(DIM)
+        reopened.upsert([make_point(vectors[0], tenant=TENANT_A, index=100)])
+        assert reopened.count() == 31
+    finally:
+        reopened.close()
+
+
+def test_edge_reopen_with_other_dimensions_fails(tmp_path: Path) -> None:
+    first = EdgeVectorStore(tmp_path / "qdrant", COLLECTION)
+    first.ensure_collection(DIM)
+    first.close()
+    reopened = EdgeVectorStore(tmp_path / "qdrant", COLLECTION)
+    try:
+        with pytest.raises(ValueError):
+            reopened.ensure_collection(DIM * 2)
+    finally:
+        reopened.close()
+
+
+def test_edge_path_has_one_owner(tmp_path: Path) -> None:
+    owner = EdgeVectorStore(tmp_path / "qdrant", COLLECTION)
+    owner.ensure_collection(DIM)
+    intruder = EdgeVectorStore(tmp_path / "qdrant", COLLECTION)
+    try:
+        with pytest.raises(RuntimeError):
+            intruder.count()
+    finally:
+        intruder.close()
+        owner.close()
+
+
+def test_edge_requires_ensure_collection_for_a_new_path(tmp_path: Path) -> None:
+    fresh = EdgeVectorStore(tmp_path / "qdrant", COLLECTION)
+    with pytest.raises(RuntimeError):
+        fresh.count()
+    fresh.close()
+    assert not (tmp_path / "qdrant").exists()
+
+
+# -- ids, points and adapter selection -------------------------------------------------------------
+
+
+def test_point_id_is_deterministic_uuid() -> None:
+    first = point_id(TENANT_A, "doc-1", "3")
+    assert first == point_id(TENANT_A, "doc-1", "3")
+    assert uuid.UUID(first).version == 5
+    assert first != point_id(TENANT_A, "doc-1", "4")
+    assert point_id("a:b", "c") != point_id("a", "b:c")
+    with pytest.raises(ValueError):
+        point_id()
+
+
+@pytest.mark.parametrize(
+    ("point_id_value", "payload"),
+    [
+        ("not-a-uuid", {"tenant_id": "t", "kind": "chunk", "source_id": "s"}),
+        (str(uuid.uuid4()), {"kind": "chunk", "source_id": "s"}),
+        (str(uuid.uuid4()), {"tenant_id": "", "kind": "chunk", "source_id": "s"}),
+        (str(uuid.uuid4()), {"tenant_id": 7, "kind": "chunk", "source_id": "s"}),
+    ],
+)
+def test_vector_point_validates(point_id_value: str, payload: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        VectorPoint(id=point_id_value, vector=[0.0] * DIM, payload=payload)
+
+
+@pytest.mark.parametrize("url", ["", "   "])
+def test_open_vector_store_without_url_is_embedded(url: str, tmp_path: Path) -> None:
+    opened = open_vector_store(qdrant_url=url, path=tmp_path, collection=COLLECTION)
+    try:
+        assert isinstance(opened, EdgeVectorStore)
+        assert opened.directory == tmp_path / COLLECTION
+    finally:
+        opened.close()
+
+
+def test_open_vector_store_with_url_is_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # A real remote client would start a background version check against a server we do not have.
+    calls: list[tuple[str, str, str | None]] = []
+
+    def fake_server(url: str, collection: str, api_key: str | None = None) -> ServerVectorStore:
+        calls.append((url, collection, api_key))
+        return ServerVectorStore.in_memory(collection)
+
+    monkeypatch.setattr(sinks.vectors, "ServerVectorStore", fake_server)
+    opened = open_vector_store(
+        qdrant_url=" http://qdrant:6333 ", path=tmp_path, collection=COLLECTION, api_key="k"
+    )
+    try:
+        assert isinstance(opened, ServerVectorStore)
+        assert calls == [("http://qdrant:6333", COLLECTION, "k")]
+    finally:
+        opened.close()
