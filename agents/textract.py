@@ -175,6 +175,14 @@ def _strip_markdown_prose(text: str) -> str:
 # --- HTML -------------------------------------------------------------------------------------------
 
 
+_HTML_BLOCK_TAGS = [
+    "p", "div", "section", "article", "header", "footer", "main", "aside", "nav", "li", "ul", "ol", "dl",
+    "dt", "dd", "table", "tr", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6", "pre", "blockquote",
+    "figure", "figcaption", "hr", "form", "fieldset", "address", "body", "title",
+]
+_HTML_ITEM_TAGS = frozenset({"li", "dt", "dd", "tr", "td", "th"})
+
+
 def _html_text(data: bytes) -> str:
     try:
         soup = BeautifulSoup(data, "html.parser")
@@ -182,7 +190,14 @@ def _html_text(data: bytes) -> str:
         raise ExtractionError(f"HTML could not be parsed: {exc}") from exc
     for tag in soup(_HTML_DROP_TAGS):
         tag.decompose()
-    text = soup.get_text("\n")
+    # Line breaks only where the layout breaks lines: inline tags (<b>, <a>) must not split sentences.
+    for tag in soup.find_all(_HTML_BLOCK_TAGS):
+        tag.insert_before("\n")
+        if tag.name not in _HTML_ITEM_TAGS:
+            tag.insert_after("\n")
+    for br in soup.find_all("br"):
+        br.replace_with("\n")
+    text = soup.get_text()
     # Source indentation and wrapping are not content.
     return "\n".join(" ".join(line.split()) for line in text.split("\n"))
 

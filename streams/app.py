@@ -50,7 +50,8 @@ def create_app(settings: Settings) -> faust.App:
             topic_name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
         )
 
-        async def consume(stream: faust.StreamT[bytes]) -> None:
+        async def consume(stream: Any) -> None:
+            """``stream`` is a faust Stream; its stubs lack take_events, hence Any."""
             rt = await runtime()
             async for events in stream.take_events(
                 settings.worker_batch_size, settings.worker_batch_window_s
@@ -63,7 +64,7 @@ def create_app(settings: Settings) -> faust.App:
     for name in (TICKET_CREATED, DOCUMENT_UPLOADED):
         register(name)
 
-    @app.on_before_shutdown.connect  # type: ignore[misc]
+    @app.on_before_shutdown.connect  # type: ignore[misc, arg-type]
     def _close(app: faust.App, **kwargs: Any) -> None:
         if "rt" in holder:
             holder["rt"].deps.vectors.close()

@@ -75,7 +75,7 @@ def ensure_intent_model(settings: Settings, console: Console) -> str:
     console.print(f"[bold]Training[/] {settings.intent_model} on {BANKING77_TRAIN.name} (first run only)…")
     report = train(settings.models_dir, settings.intent_model, BANKING77_TRAIN)
     console.print(f"  {report.rows} rows, {report.labels} labels, cv {report.cv_scores} → {report.path}")
-    return report.version
+    return str(report.version)
 
 
 def run_main(settings: Settings, options: RunOptions, console: Console | None = None) -> int:

@@ -357,3 +357,25 @@ def test_vectors_are_in_the_store_with_deterministic_ids(pipeline: PipelineRun) 
         assert store.count("someone-else") == 0
     finally:
         store.close()
+
+
+def test_documented_queries_run_on_pipeline_data(pipeline: PipelineRun) -> None:
+    """Every SQL block in docs/analytics.md runs and returns rows on data this pipeline produced."""
+    import re
+
+    queries = re.findall(r"```sql\n(.*?)```", (PROJECT_ROOT / "docs/analytics.md").read_text(), re.S)
+    assert len(queries) >= 5
+    client = connect(pipeline.settings.effective_clickhouse_dsn, "e2e")
+    try:
+        migrate(client)
+        _drain(ClickHouseSink(pipeline.settings.model_copy(update={"app_id": "riverbed-e2e-docs"}), client))
+        for sql in queries:
+            rows = client.query_rows(sql)
+            assert rows or "may be empty" in sql, f"no rows from:\n{sql}"
+        hits = dict(
+            ((step, status), n)
+            for step, status, n in client.query_rows(queries[-1])
+        )
+        assert hits.get(("retrieve", "hit"), 0) > 0
+    finally:
+        client.close()

@@ -240,3 +240,8 @@ def test_encrypted_pdf_is_an_extraction_error() -> None:
     writer.write(buf)
     with pytest.raises(ExtractionError, match="encrypted"):
         extract_text(buf.getvalue(), "application/pdf")
+
+
+def test_html_inline_tags_do_not_split_sentences() -> None:
+    data = b"<html><body><p>Hello <b>big</b> <a href='x'>world</a>!<br>Next line</p></body></html>"
+    assert extract_text(data, "text/html") == "Hello big world!\nNext line"
