@@ -55,7 +55,10 @@ class Embedder:
         self._tokenizer = tokenizers.Tokenizer.from_file(str(_tokenizer_path()))
         self._tokenizer.enable_truncation(MAX_TOKENS)
         self._tokenizer.enable_padding()
+        # tokenizer.json ships with truncation and fixed padding at 128 baked in: off for counting.
         self._counter = tokenizers.Tokenizer.from_file(str(_tokenizer_path()))
+        self._counter.no_truncation()
+        self._counter.no_padding()
         self._lock = threading.Lock()
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
