@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import psutil
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -30,6 +30,7 @@ from streams import envelope as env
 from streams import processes, stack
 from streams.codec import decode
 from streams.config import Settings
+from streams.offsets import partitions_of
 from streams.publish import Draft, publish, read_rows, ticket_drafts
 from streams.topics import TICKET_TRIAGED
 
@@ -57,10 +58,7 @@ class ResultWatcher:
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False)
         await consumer.start()
-        await consumer.force_metadata_update()
-        parts = [
-            TopicPartition(TICKET_TRIAGED, p) for p in consumer.partitions_for_topic(TICKET_TRIAGED) or set()
-        ]
+        parts = await partitions_of(consumer, [TICKET_TRIAGED])
         consumer.assign(parts)
         for tp, end in (await consumer.end_offsets(parts)).items():
             consumer.seek(tp, end)

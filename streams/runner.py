@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from gateway.local.artifacts import latest_version
+from aiokafka import TopicPartition
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from gateway.local.artifacts import latest_version
 from gateway.local.training import BANKING77_TEST, BANKING77_TRAIN, train
 from sinks.clickhouse import ClickHouseClient, connect, migrate
 from sinks.service import ClickHouseSink
@@ -28,6 +28,7 @@ from streams import envelope as env
 from streams import processes, stack
 from streams.codec import decode
 from streams.config import PROJECT_ROOT, Settings
+from streams.offsets import end_offsets, reader_from
 from streams.publish import Published, document_drafts_from_dir, publish, read_rows, ticket_drafts
 from streams.topics import (
     DOCUMENT_UPLOADED,
@@ -105,7 +106,9 @@ async def _run(settings: Settings, options: RunOptions, client: ClickHouseClient
     sink = ClickHouseSink(settings, client)
     sink_task = asyncio.create_task(sink.run())
     try:
-        start_offsets = await _end_offsets(settings, [*RESULT_TOPICS, *(dlq_topic(t) for t in INPUT_TOPICS)])
+        start_offsets = await end_offsets(
+            settings.kafka_bootstrap, [*RESULT_TOPICS, *(dlq_topic(t) for t in INPUT_TOPICS)]
+        )
         drafts = [
             *ticket_drafts(read_rows(options.tickets_csv), tenant=DEMO_TENANT),
             *document_drafts_from_dir(options.corpus_dir, tenant=DEMO_TENANT),
@@ -128,33 +131,11 @@ async def _run(settings: Settings, options: RunOptions, client: ClickHouseClient
             await asyncio.wait_for(sink_task, timeout=60)
 
 
-async def _end_offsets(settings: Settings, topics: list[str]) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [
-            TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or set())
-        ]
-        if not partitions:
-            await consumer.force_metadata_update()
-            partitions = [
-                TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or set())
-            ]
-        ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
-        return ends
-    finally:
-        await consumer.stop()
-
-
 async def _collect(
     settings: Settings, start: dict[TopicPartition, int], tally: RunTally, timeout_s: float, console: Console
 ) -> None:
     """Read result and DLQ topics from where they ended before we published, until all are back."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    consumer.assign(list(start))
-    for tp, offset in start.items():
-        consumer.seek(tp, offset)
+    consumer = await reader_from(settings.kafka_bootstrap, start)
     deadline = time.monotonic() + timeout_s
     columns = (
         TextColumn("[bold]events"),

@@ -8,6 +8,7 @@ session so suites can run back to back (or beside a developer's own `riverbed ru
 from __future__ import annotations
 
 import asyncio
+import csv
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -69,8 +70,12 @@ def trained_models(base_settings: Settings) -> Path:
 
     subset = base_settings.data_dir / "banking77-train-2000.csv"
     subset.parent.mkdir(parents=True, exist_ok=True)
-    lines = (PROJECT_ROOT / "infra/datasets/banking77/train.csv").read_text(encoding="utf-8").splitlines()
-    subset.write_text("\n".join([lines[0], *lines[1::5]]) + "\n", encoding="utf-8")
+    with (PROJECT_ROOT / "infra/datasets/banking77/train.csv").open(newline="", encoding="utf-8") as src:
+        rows = list(csv.DictReader(src))[::5]  # by CSV row: some texts contain newlines
+    with subset.open("w", newline="", encoding="utf-8") as dst:
+        writer = csv.DictWriter(dst, fieldnames=["text", "category"])
+        writer.writeheader()
+        writer.writerows(rows)
     train(base_settings.models_dir, base_settings.intent_model, subset)
     return base_settings.models_dir
 

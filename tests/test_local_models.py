@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from decimal import Decimal
 from pathlib import Path
 
@@ -46,8 +47,10 @@ def test_token_counts_are_not_truncated(embedder: Embedder) -> None:
 
 
 def test_patterns_find_what_must_never_be_missed() -> None:
-    text = ("Charged $45.20 twice on 2026-11-02, card ending in 4242; refund to DE89 3704 0044 0532 0130 00 "
-            "or account number 12345678. Mail bob@example.com. Card 4111 1111 1111 1111, not 4111 1111 1111 1112.")
+    text = (
+        "Charged $45.20 twice on 2026-11-02, card ending in 4242; refund to DE89 3704 0044 0532 0130 00 "
+        "or account number 12345678. Mail bob@example.com. Card 4111 1111 1111 1111, not 4111 1111 1111 1112."
+    )
     found = {(e.label, e.text) for e in pattern_entities(text)}
     assert ("AMOUNT", "$45.20") in found
     assert ("DATE", "2026-11-02") in found
@@ -64,11 +67,13 @@ def test_model_entities_merge_without_overlapping_patterns(extractor: EntityExtr
     labels = {e.label for e in entities}
     assert {"ORG", "GPE", "AMOUNT", "CARD_REF"} <= labels
     spans = sorted((e.start, e.end) for e in entities)
-    assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:], strict=False))
+    assert all(a_end <= b_start for (_, a_end), (b_start, _) in itertools.pairwise(spans))
 
 
 def test_summary_is_extractive_and_bounded() -> None:
-    text = (Path(__file__).resolve().parent.parent / "infra/datasets/sotu/texts/2010_barack_obama_d.txt").read_text()
+    text = (
+        Path(__file__).resolve().parent.parent / "infra/datasets/sotu/texts/2010_barack_obama_d.txt"
+    ).read_text()
     summary = summarize(text, max_sentences=3, max_chars=600)
     assert 0 < len(summary) <= 600
     first = summary.split(". ")[0].rstrip("…")
@@ -81,20 +86,27 @@ def test_short_text_summary_is_the_text_itself() -> None:
 
 def test_topics_rank_a_health_text_under_health_care(embedder: Embedder) -> None:
     topics = TopicClassifier(embedder)
-    vectors = embedder.embed(["Millions of families cannot afford health insurance and hospital bills.",
-                              "We will lower the cost of prescription drugs for patients."])
+    vectors = embedder.embed(
+        [
+            "Millions of families cannot afford health insurance and hospital bills.",
+            "We will lower the cost of prescription drugs for patients.",
+        ]
+    )
     ranked = topics.scores(vectors)
     assert ranked[0][0] == "health_care"
     assert abs(sum(p for _, p in ranked)) <= 1.0 + 1e-6
 
 
-@pytest.mark.parametrize(("intent", "text", "expected"), [
-    ("lost_or_stolen_card", "I lost my card", "urgent"),
-    ("exchange_rate", "what is the rate?", "low"),
-    ("exchange_rate", "URGENT what is the rate?", "normal"),
-    ("transaction_charged_twice", "charged twice", "high"),
-    ("some_new_intent", "hello", "normal"),
-])
+@pytest.mark.parametrize(
+    ("intent", "text", "expected"),
+    [
+        ("lost_or_stolen_card", "I lost my card", "urgent"),
+        ("exchange_rate", "what is the rate?", "low"),
+        ("exchange_rate", "URGENT what is the rate?", "normal"),
+        ("transaction_charged_twice", "charged twice", "high"),
+        ("some_new_intent", "hello", "normal"),
+    ],
+)
 def test_priority_rules(intent: str, text: str, expected: str) -> None:
     assert priority_for(intent, text) == expected
 

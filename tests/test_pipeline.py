@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 
 from sinks.clickhouse import connect, migrate
 from sinks.service import ClickHouseSink
@@ -27,6 +27,7 @@ from streams import envelope as env
 from streams import processes
 from streams.codec import decode
 from streams.config import PROJECT_ROOT, Settings
+from streams.offsets import end_offsets, reader_from
 from streams.publish import Draft, Published, document_drafts_from_dir, publish, ticket_drafts
 from streams.topics import (
     DOCUMENT_UPLOADED,
@@ -110,11 +111,7 @@ async def _observe(
     settings: Settings, start: dict[TopicPartition, int], want: set[str], timeout_s: float
 ) -> Observed:
     seen = Observed()
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    consumer.assign(list(start))
-    for tp, off in start.items():
-        consumer.seek(tp, off)
+    consumer = await reader_from(settings.kafka_bootstrap, start)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     try:
@@ -127,18 +124,6 @@ async def _observe(
                     else:
                         seen.dead[h.get("ce_id", "")] = (r.value, h)
         return seen
-    finally:
-        await consumer.stop()
-
-
-async def _offsets(settings: Settings, topics: list[str]) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        await consumer.force_metadata_update()
-        parts = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or set()]
-        ends: dict[TopicPartition, int] = await consumer.end_offsets(parts)
-        return ends
     finally:
         await consumer.stop()
 
@@ -164,7 +149,9 @@ def pipeline(
     docs = _make_docs(root)
     with (PROJECT_ROOT / "infra/datasets/banking77/test.csv").open(newline="") as fh:
         rows = [r for i, r in enumerate(csv.DictReader(fh)) if i % 25 == 0][:TICKETS]
-    start = run(_offsets(settings, [*RESULT_TOPICS, *(dlq_topic(t) for t in INPUT_TOPICS)]))
+    start = run(
+        end_offsets(settings.kafka_bootstrap, [*RESULT_TOPICS, *(dlq_topic(t) for t in INPUT_TOPICS)])
+    )
     worker = processes.spawn(settings, "worker", ["worker"], log_path=root / "worker.log")
     try:
         bad_docs = [
@@ -216,10 +203,11 @@ def pipeline(
         bad = {**bad_doc_ids, **{eid: step for eid, _, _, step in raw_bad}}
         observed = run(_observe(settings, start, set(good) | set(bad), timeout_s=240))
         assert worker.poll() is None, "the worker must survive bad events"
-        yield PipelineRun(settings, good, bad, {eid: v for eid, v, _, _ in raw_bad}, observed, docs)
     finally:
+        # Stop before the tests look: the worker owns the embedded vector store's path.
         clean = processes.stop(worker.pid, timeout_s=30)
-        assert clean, f"worker did not stop cleanly on SIGTERM; see {root / 'worker.log'}"
+    assert clean, f"worker did not stop cleanly on SIGTERM; see {root / 'worker.log'}"
+    yield PipelineRun(settings, good, bad, {eid: v for eid, v, _, _ in raw_bad}, observed, docs)
 
 
 def _binary(root: Path) -> Path:
@@ -372,10 +360,7 @@ def test_documented_queries_run_on_pipeline_data(pipeline: PipelineRun) -> None:
         for sql in queries:
             rows = client.query_rows(sql)
             assert rows or "may be empty" in sql, f"no rows from:\n{sql}"
-        hits = dict(
-            ((step, status), n)
-            for step, status, n in client.query_rows(queries[-1])
-        )
+        hits = dict(((step, status), n) for step, status, n in client.query_rows(queries[-1]))
         assert hits.get(("retrieve", "hit"), 0) > 0
     finally:
         client.close()

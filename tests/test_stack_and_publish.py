@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from streams import envelope as env
 from streams import stack
 from streams.config import Settings
+from streams.offsets import partitions_of
 from streams.publish import document_drafts_from_dir, publish, read_rows, ticket_drafts
 from streams.topics import DOCUMENT_UPLOADED, TICKET_CREATED, all_topics
 from tests.conftest import run
@@ -19,10 +20,7 @@ async def _read_all(settings: Settings, topic: str) -> list[tuple[bytes | None, 
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or set()]
-        if not parts:
-            await consumer.force_metadata_update()
-            parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or set()]
+        parts = await partitions_of(consumer, [topic])
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         ends = await consumer.end_offsets(parts)

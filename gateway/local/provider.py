@@ -19,7 +19,7 @@ import numpy as np
 
 from gateway.local import summarize as extractive
 from gateway.local.artifacts import artifact_dir, latest_version
-from gateway.local.classifier import LinearHead
+from gateway.local.classifier import KernelHead
 from gateway.local.embedder import Embedder, FloatMatrix
 from gateway.local.extraction import EntityExtractor
 from gateway.local.topics import TopicClassifier
@@ -77,7 +77,7 @@ class LocalProvider:
         self.embedder = Embedder()
         self.extractor = EntityExtractor()
         self.topics = TopicClassifier(self.embedder)
-        self.intent_head = LinearHead.load(artifact_dir(models_dir, intent_model, version))
+        self.intent_head = KernelHead.load(artifact_dir(models_dir, intent_model, version))
         self.intent_model = intent_model
         self.intent_version = version
         self._memo = _EmbeddingMemo()
