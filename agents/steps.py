@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from agents.outcome import BatchOutcome, StepFailure, WorkItem
+from agents.outcome import BatchOutcome, InboundEvent, StepFailure, WorkItem
 from gateway.gateway import Gateway
 from gateway.models import CallContext, GatewayError, ModelRequest, Task
 
@@ -62,3 +62,17 @@ async def model_step(
 
 def fail(outcome: BatchOutcome, item: WorkItem, step: str, exc: BaseException, *, retryable: bool) -> None:
     outcome.failures.append((item.inbound, StepFailure.from_exception(step, exc, retryable=retryable)))
+
+
+def first_failure_per_event(
+    failures: list[tuple[InboundEvent, StepFailure]],
+) -> list[tuple[InboundEvent, StepFailure]]:
+    """One dead letter per event even when parallel steps both failed it; the first reason wins."""
+    seen: set[tuple[str, int, int]] = set()
+    unique = []
+    for inbound, failure in failures:
+        key = (inbound.topic, inbound.partition, inbound.offset)
+        if key not in seen:
+            seen.add(key)
+            unique.append((inbound, failure))
+    return unique

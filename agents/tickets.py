@@ -7,6 +7,7 @@ faster per item on the local tier) while each event keeps its own trace per step
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,26 +48,32 @@ async def triage(items: list[WorkItem], deps: WorkflowDeps) -> BatchOutcome:
         return build
 
     common = {"workflow": WORKFLOW, "version": version}
-    live = await steps.model_step(
-        deps.gateway,
-        items,
-        outcome,
-        step="classify",
-        task=Task.CLASSIFY_INTENT,
-        build=request(Task.CLASSIFY_INTENT),
-        store=lambda it, out: it.outputs.__setitem__("intent", out),
-        **common,
+    # classify and extract read only the ticket text, so they run side by side (ONNX and spaCy
+    # each keep one core busy); an event continues only if both succeeded.
+    classified, extracted = await asyncio.gather(
+        steps.model_step(
+            deps.gateway,
+            items,
+            outcome,
+            step="classify",
+            task=Task.CLASSIFY_INTENT,
+            build=request(Task.CLASSIFY_INTENT),
+            store=lambda it, out: it.outputs.__setitem__("intent", out),
+            **common,
+        ),
+        steps.model_step(
+            deps.gateway,
+            items,
+            outcome,
+            step="extract",
+            task=Task.EXTRACT,
+            build=request(Task.EXTRACT),
+            store=lambda it, out: it.outputs.__setitem__("entities", out),
+            **common,
+        ),
     )
-    live = await steps.model_step(
-        deps.gateway,
-        live,
-        outcome,
-        step="extract",
-        task=Task.EXTRACT,
-        build=request(Task.EXTRACT),
-        store=lambda it, out: it.outputs.__setitem__("entities", out),
-        **common,
-    )
+    both = {id(item) for item in extracted}
+    live = [item for item in classified if id(item) in both]
     live = await steps.model_step(
         deps.gateway,
         live,
@@ -89,6 +96,7 @@ async def triage(items: list[WorkItem], deps: WorkflowDeps) -> BatchOutcome:
         **common,
     )
     outcome.results.extend(_result_event(item, version) for item in live)
+    outcome.failures = steps.first_failure_per_event(outcome.failures)
     return outcome
 
 

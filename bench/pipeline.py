@@ -30,6 +30,7 @@ from streams import envelope as env
 from streams import processes, stack
 from streams.codec import decode
 from streams.config import Settings
+from streams.kafka_compat import install_empty_fetch_floor
 from streams.offsets import partitions_of
 from streams.publish import Draft, publish, read_rows, ticket_drafts
 from streams.topics import TICKET_TRIAGED
@@ -150,6 +151,7 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="riverbed-bench-"))
     settings = Settings(data_dir=root, kafka_bootstrap=f"127.0.0.1:{free_port()}", app_id="riverbed-bench")
+    install_empty_fetch_floor(settings.kafka_empty_fetch_floor_ms)
     worker = None
     try:
         stack.up(settings)

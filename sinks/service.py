@@ -49,6 +49,8 @@ class ClickHouseSink:
         self._consumer: AIOKafkaConsumer | None = None
         self.stats = SinkStats()
         self._stopping = asyncio.Event()
+        self._flush_lock = asyncio.Lock()
+        self._in_flight = 0
 
     @property
     def group_id(self) -> str:
@@ -107,18 +109,27 @@ class ClickHouseSink:
                 )
 
     async def flush(self) -> None:
-        """Insert everything buffered, then commit what the consumer has handed us so far."""
-        traces, results = self._traces.drain(), self._results.drain()
-        if traces:
-            await asyncio.to_thread(self._client.insert, "traces", traces, TRACE_COLUMNS)
-            self.stats.rows["traces"] += len(traces)
-        if results:
-            await asyncio.to_thread(self._client.insert, "results", results, RESULT_COLUMNS)
-            self.stats.rows["results"] += len(results)
-        if self._consumer is not None:
-            await self._consumer.commit()
-        if traces or results:
-            self.stats.flushes += 1
+        """Insert everything buffered, then commit what the consumer has handed us so far.
+
+        Serialised, and counted as in flight until inserted, so ``lag()`` never reports 0 while
+        rows are on their way into ClickHouse.
+        """
+        async with self._flush_lock:
+            traces, results = self._traces.drain(), self._results.drain()
+            self._in_flight = len(traces) + len(results)
+            try:
+                if traces:
+                    await asyncio.to_thread(self._client.insert, "traces", traces, TRACE_COLUMNS)
+                    self.stats.rows["traces"] += len(traces)
+                if results:
+                    await asyncio.to_thread(self._client.insert, "results", results, RESULT_COLUMNS)
+                    self.stats.rows["results"] += len(results)
+                if self._consumer is not None:
+                    await self._consumer.commit()
+            finally:
+                self._in_flight = 0
+            if traces or results:
+                self.stats.flushes += 1
 
     async def lag(self) -> int:
         """Records in the sink's topics not yet consumed by this sink (0 means caught up)."""
@@ -132,4 +143,4 @@ class ClickHouseSink:
         total = 0
         for tp in assigned:
             total += max(0, ends[tp] - await consumer.position(tp))
-        return total + len(self._traces) + len(self._results)
+        return total + len(self._traces) + len(self._results) + self._in_flight

@@ -45,7 +45,7 @@ def create_app(settings: Settings) -> faust.App:
     async def send(out: OutboundEvent) -> Awaitable[Any]:
         return await app.producer.send(out.topic, out.key, out.value, None, None, out.headers)
 
-    def register(topic_name: str) -> None:
+    def register(topic_name: str, batch_size: int) -> None:
         topic = app.topic(
             topic_name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
         )
@@ -53,16 +53,14 @@ def create_app(settings: Settings) -> faust.App:
         async def consume(stream: Any) -> None:
             """``stream`` is a faust Stream; its stubs lack take_events, hence Any."""
             rt = await runtime()
-            async for events in stream.take_events(
-                settings.worker_batch_size, settings.worker_batch_window_s
-            ):
+            async for events in stream.take_events(batch_size, settings.worker_batch_window_s):
                 await rt.handle(topic_name, [_inbound(e) for e in events], send)
 
         consume.__name__ = f"consume_{topic_name.replace('.', '_')}"
         app.agent(topic, name=consume.__name__, concurrency=1)(consume)
 
-    for name in (TICKET_CREATED, DOCUMENT_UPLOADED):
-        register(name)
+    register(TICKET_CREATED, settings.worker_batch_size)
+    register(DOCUMENT_UPLOADED, settings.document_batch_size)
 
     @app.on_before_shutdown.connect  # type: ignore[misc, arg-type]
     def _close(app: faust.App, **kwargs: Any) -> None:

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from streams import processes, stack
 from streams.config import Settings, get_settings
+from streams.kafka_compat import install_empty_fetch_floor
 from streams.logs import configure_logging
 
 app = typer.Typer(
@@ -28,6 +29,7 @@ console = Console()
 def _settings() -> Settings:
     settings = get_settings()
     configure_logging(settings.log_level)
+    install_empty_fetch_floor(settings.kafka_empty_fetch_floor_ms)
     return settings
 
 

@@ -42,7 +42,14 @@ class Settings(BaseSettings):
     qdrant_collection: str = "riverbed_chunks"
     app_id: str = Field(default="riverbed", description="Faust app id = consumer group prefix.")
     topic_partitions: int = Field(default=4, ge=1)
-    worker_batch_size: int = Field(default=64, ge=1, description="Events handled per micro-batch.")
+    kafka_empty_fetch_floor_ms: int = Field(
+        default=50, ge=0, description="Min interval between empty fetches (see streams/kafka_compat.py)."
+    )
+    worker_batch_size: int = Field(default=256, ge=1, description="Tickets handled per micro-batch.")
+    document_batch_size: int = Field(
+        default=2, ge=1, description="Documents per micro-batch: each is hundreds of chunks of model work."
+    )
+    gateway_deadline_s: float = Field(default=120.0, gt=0, description="Deadline of one gateway batch call.")
     worker_batch_window_s: float = Field(default=0.05, gt=0, description="Max wait to fill a batch.")
     fetch_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1, description="Document size limit.")
     fetch_timeout_s: float = Field(default=10.0, gt=0)

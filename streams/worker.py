@@ -10,6 +10,7 @@ comes from partitions (more workers) and from batching inside a step.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -66,7 +67,8 @@ class WorkerRuntime:
         )
         vectors.ensure_collection(provider.embedder.dimensions)
         http = httpx.AsyncClient(follow_redirects=True, max_redirects=5)
-        return cls(WorkflowDeps(settings=settings, gateway=Gateway(provider), vectors=vectors, http=http))
+        gateway = Gateway(provider, deadline_s=settings.gateway_deadline_s)
+        return cls(WorkflowDeps(settings=settings, gateway=gateway, vectors=vectors, http=http))
 
     async def close(self) -> None:
         await self.deps.http.aclose()
@@ -89,6 +91,7 @@ class WorkerRuntime:
     async def handle(self, topic: str, batch: Sequence[InboundEvent], send: Send) -> BatchOutcome:
         """Process one batch and wait until all its output is acknowledged by the broker."""
         self.stats.consumed[topic] += len(batch)
+        started = time.perf_counter()
         items, outcome = self.decode(topic, batch)
         if items:
             try:
@@ -104,7 +107,15 @@ class WorkerRuntime:
             outcome.results.extend(done.results)
             outcome.failures.extend(done.failures)
             outcome.traces.extend(done.traces)
+        worked = time.perf_counter()
         await self.publish(topic, outcome, send)
+        log.debug(
+            "batch_done",
+            topic=topic,
+            size=len(batch),
+            work_ms=round(1000 * (worked - started), 1),
+            publish_ms=round(1000 * (time.perf_counter() - worked), 1),
+        )
         return outcome
 
     async def publish(self, topic: str, outcome: BatchOutcome, send: Send) -> None:

@@ -19,6 +19,10 @@ import pytest
 
 from streams import stack
 from streams.config import PROJECT_ROOT, Settings
+from streams.kafka_compat import install_empty_fetch_floor
+
+# Same as the CLI does: without it every idle test consumer spins a core against noida-db.
+install_empty_fetch_floor(Settings().kafka_empty_fetch_floor_ms)
 
 
 def free_port() -> int:
