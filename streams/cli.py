@@ -78,9 +78,16 @@ def worker() -> None:
     """Run the Faust worker (all workflows) in the foreground; SIGTERM stops it cleanly."""
     import faust
 
+    from gateway.local.artifacts import latest_version
     from streams.app import create_app
 
     settings = _settings()
+    if latest_version(settings.models_dir, settings.intent_model) is None:
+        console.print(
+            f"[red]no '{settings.intent_model}' classifier under {settings.models_dir}[/]: "
+            "run `riverbed train` first"
+        )
+        raise typer.Exit(2)
     faust_app = create_app(settings)
     faust.Worker(faust_app, loglevel=settings.log_level.lower(), quiet=True).execute_from_commandline()
 

@@ -23,7 +23,7 @@ from typing import Any
 from aiokafka.consumer import fetcher as _fetcher
 
 _ORIGINAL = _fetcher.Fetcher._proc_fetch_request
-_state = {"floor_s": 0.0}
+_state = {"floor_s": 0.0, "delayed": 0}
 
 
 @functools.wraps(_ORIGINAL)
@@ -32,7 +32,13 @@ async def _proc_fetch_request_with_floor(self: Any, assignment: Any, node_id: An
     got_data = await _ORIGINAL(self, assignment, node_id, request)
     remaining = _state["floor_s"] - (time.monotonic() - started)
     if not got_data and remaining > 0:
-        await asyncio.sleep(remaining)
+        _state["delayed"] += 1
+        try:
+            await asyncio.sleep(remaining)
+        except asyncio.CancelledError:
+            # Same contract as the wrapped method: close() or an unassignment cancels pending
+            # fetches and awaits them; the result is of no interest any more.
+            return False
     return got_data
 
 
@@ -45,3 +51,8 @@ def install_empty_fetch_floor(floor_ms: int) -> None:
 def installed_floor_ms() -> int:
     active = _fetcher.Fetcher._proc_fetch_request is _proc_fetch_request_with_floor
     return round(_state["floor_s"] * 1000) if active else 0
+
+
+def delayed_empty_fetches() -> int:
+    """How often the floor applied in this process; non-zero means the broker ignores max wait."""
+    return int(_state["delayed"])

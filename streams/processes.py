@@ -56,6 +56,19 @@ def running_pid(settings: Settings, name: str) -> int | None:
     return pid
 
 
+def alive(pid: int) -> bool:
+    """True while ``pid`` runs; reaps it if it is our exited child (a zombie is not alive)."""
+    with contextlib.suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def stop(pid: int, timeout_s: float = 30.0) -> bool:
     """SIGTERM, wait up to ``timeout_s`` for a clean exit, then SIGKILL. True if it exited cleanly."""
     with contextlib.suppress(ProcessLookupError):

@@ -101,8 +101,9 @@ def run_main(settings: Settings, options: RunOptions, console: Console | None = 
 
 
 async def _run(settings: Settings, options: RunOptions, client: ClickHouseClient, console: Console) -> int:
-    if processes.running_pid(settings, "worker") is None:
-        processes.spawn(settings, "worker", ["worker"])
+    worker_pid = processes.running_pid(settings, "worker")
+    if worker_pid is None:
+        worker_pid = processes.spawn(settings, "worker", ["worker"]).pid
     sink = ClickHouseSink(settings, client)
     sink_task = asyncio.create_task(sink.run())
     try:
@@ -121,7 +122,7 @@ async def _run(settings: Settings, options: RunOptions, client: ClickHouseClient
         run_started = time.time()
         published = await publish(settings.kafka_bootstrap, drafts, source="urn:riverbed:run")
         tally.published = {p.event_id: p for p in published}
-        await _collect(settings, start_offsets, tally, options.timeout_s, console)
+        await _collect(settings, start_offsets, tally, options.timeout_s, console, worker_pid)
         await _drain_sink(sink, timeout_s=120)
         _print_summary(console, settings, client, tally, run_started)
         return 0 if _exactly_one_each(tally) else 1
@@ -132,7 +133,12 @@ async def _run(settings: Settings, options: RunOptions, client: ClickHouseClient
 
 
 async def _collect(
-    settings: Settings, start: dict[TopicPartition, int], tally: RunTally, timeout_s: float, console: Console
+    settings: Settings,
+    start: dict[TopicPartition, int],
+    tally: RunTally,
+    timeout_s: float,
+    console: Console,
+    worker_pid: int,
 ) -> None:
     """Read result and DLQ topics from where they ended before we published, until all are back."""
     consumer = await reader_from(settings.kafka_bootstrap, start)
@@ -148,6 +154,9 @@ async def _collect(
         with Progress(*columns, console=console, transient=False) as progress:
             bar = progress.add_task("events", total=len(tally.published), rate="")
             while not tally.complete() and time.monotonic() < deadline:
+                if not processes.alive(worker_pid):
+                    console.print(f"[red]the worker exited[/]; see {settings.data_dir / 'worker.log'}")
+                    return
                 batches = await consumer.getmany(timeout_ms=500, max_records=5000)
                 for records in batches.values():
                     for record in records:
@@ -211,9 +220,15 @@ def _print_summary(
             "ticket intent accuracy", f"{correct / len(labelled):.4f} ({correct:,}/{len(labelled):,})"
         )
     since = int(run_started) - 1
-    for table_name in ("traces", "results"):
-        rows = client.query_scalar(f"SELECT count() FROM {table_name} FINAL")
-        table.add_row(f"ClickHouse {settings.clickhouse_database}.{table_name} rows", f"{rows:,}")
+    for table_name, stamp in (("traces", "started_at"), ("results", "processed_at")):
+        total = client.query_scalar(f"SELECT count() FROM {table_name} FINAL")
+        this_run = client.query_scalar(
+            f"SELECT count() FROM {table_name} FINAL WHERE {stamp} >= fromUnixTimestamp({since})"
+        )
+        table.add_row(
+            f"ClickHouse {settings.clickhouse_database}.{table_name} rows (this run / all)",
+            f"{this_run:,} / {total:,}",
+        )
     console.print(table)
     steps = Table(title="latency per step (ms, this run)", show_header=True)
     for col in ("workflow", "step", "calls", "p50", "p95"):

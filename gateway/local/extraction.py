@@ -89,12 +89,16 @@ class EntityExtractor:
         )
 
     def extract_many(self, texts: Sequence[str]) -> list[list[Entity]]:
-        results: list[list[Entity]] = []
+        return [entities for entities, _ in self.extract_counted(texts)]
+
+    def extract_counted(self, texts: Sequence[str]) -> list[tuple[list[Entity], int]]:
+        """Entities per text, with the number of spaCy tokens the model processed (its usage)."""
+        results: list[tuple[list[Entity], int]] = []
         for text, doc in zip(texts, self._nlp.pipe(texts, batch_size=64), strict=True):
             model = [
                 Entity(SPACY_LABELS[e.label_], e.text, e.start_char, e.end_char)
                 for e in doc.ents
                 if e.label_ in SPACY_LABELS
             ]
-            results.append(merge(pattern_entities(text), model))
+            results.append((merge(pattern_entities(text), model), len(doc)))
         return results

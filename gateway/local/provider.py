@@ -128,20 +128,26 @@ class LocalProvider:
         return handlers[task](requests)
 
     def _vectors(self, texts: Sequence[str]) -> tuple[FloatMatrix, bool]:
-        """Embeddings for texts, memo first; the flag says whether every one was a memo hit."""
+        """Embeddings for texts, memo first; the flag says whether every one was a memo hit.
+        Token counts of freshly embedded texts go into the token memo on the way."""
         cached = self._memo.lookup(texts)
         missing = [t for t, v in zip(texts, cached, strict=True) if v is None]
-        fresh = iter(self.embedder.embed(missing)) if missing else iter(())
+        fresh_vectors, fresh_counts = self.embedder.embed_counted(missing)
+        fresh = iter(fresh_vectors)
         out = np.empty((len(texts), self.embedder.dimensions), dtype=np.float32)
-        new_vectors = []
         for i, vec in enumerate(cached):
-            if vec is None:
-                vec = next(fresh)
-                new_vectors.append(vec)
-            out[i] = vec
+            out[i] = next(fresh) if vec is None else vec
         if missing:
-            self._memo.store(missing, np.asarray(new_vectors))
+            self._memo.store(missing, fresh_vectors)
+            self._remember_counts(missing, fresh_counts)
         return out, not missing
+
+    def _remember_counts(self, texts: Sequence[str], counts: Sequence[int]) -> None:
+        with self._token_lock:
+            for text, count in zip(texts, counts, strict=True):
+                self._token_counts[_EmbeddingMemo.key(text)] = count
+            while len(self._token_counts) > TOKEN_MEMO_SIZE:
+                self._token_counts.popitem(last=False)
 
     def _tokens(self, requests: Sequence[ModelRequest]) -> list[int]:
         """Usage per request; counted once per distinct text (every step of a workflow reports it)."""
@@ -182,9 +188,9 @@ class LocalProvider:
         return results
 
     def _extract(self, requests: list[ModelRequest]) -> list[ProviderResult]:
-        entities = self.extractor.extract_many([r.text for r in requests])
-        tokens = self._tokens(requests)
-        return [ProviderResult(e, t, len(e)) for e, t in zip(entities, tokens, strict=True)]
+        """Usage is spaCy's own token count: what this model processed, at no extra cost."""
+        extracted = self.extractor.extract_counted([r.text for r in requests])
+        return [ProviderResult(entities, n_tokens, len(entities)) for entities, n_tokens in extracted]
 
     def _summarize(self, requests: list[ModelRequest]) -> list[ProviderResult]:
         results = []
