@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import functools
 import shutil
+import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +31,14 @@ from streams import processes
 from streams.codec import decode
 from streams.config import PROJECT_ROOT, Settings
 from streams.offsets import end_offsets, reader_from
-from streams.publish import Draft, Published, document_drafts_from_dir, publish, ticket_drafts
+from streams.publish import (
+    Draft,
+    Published,
+    document_drafts,
+    document_drafts_from_dir,
+    publish,
+    ticket_drafts,
+)
 from streams.topics import (
     DOCUMENT_UPLOADED,
     INPUT_TOPICS,
@@ -152,9 +162,27 @@ def pipeline(
     start = run(
         end_offsets(settings.kafka_bootstrap, [*RESULT_TOPICS, *(dlq_topic(t) for t in INPUT_TOPICS)])
     )
+    web = root / "web"
+    web.mkdir()
+    (web / "faq.html").write_text(
+        "<html><body><h1>FAQ</h1><p>Wire transfers to Initech arrive in two days.</p></body></html>"
+    )
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(web)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base_url = f"http://127.0.0.1:{server.server_address[1]}"
     worker = processes.spawn(settings, "worker", ["worker"], log_path=root / "worker.log")
     try:
+        web_docs = list(
+            document_drafts(
+                [
+                    {"document_id": "web-faq.html", "uri": f"{base_url}/faq.html"},
+                    {"document_id": "web-missing", "uri": f"{base_url}/missing.html"},
+                ],
+                tenant="acme",
+            )
+        )
         bad_docs = [
+            web_docs[1],
             Draft(
                 DOCUMENT_UPLOADED,
                 "missing",
@@ -190,6 +218,7 @@ def pipeline(
                 [
                     *ticket_drafts(rows, tenant="acme"),
                     *document_drafts_from_dir(docs, tenant="acme"),
+                    web_docs[0],
                     *bad_docs,
                 ],
             )
@@ -197,17 +226,25 @@ def pipeline(
         raw_bad = _bad_ticket_events()
         run(_publish_raw(settings, raw_bad))
         bad_doc_ids = {
-            p.event_id: step for p, step in zip(published[-2:], ["fetch", "extract_text"], strict=True)
+            p.event_id: step
+            for p, step in zip(published[-3:], ["fetch", "fetch", "extract_text"], strict=True)
         }
-        good = {p.event_id: p for p in published[:-2]}
+        good = {p.event_id: p for p in published[:-3]}
         bad = {**bad_doc_ids, **{eid: step for eid, _, _, step in raw_bad}}
         observed = run(_observe(settings, start, set(good) | set(bad), timeout_s=240))
         assert worker.poll() is None, "the worker must survive bad events"
     finally:
         # Stop before the tests look: the worker owns the embedded vector store's path.
         clean = processes.stop(worker.pid, timeout_s=30)
+        server.shutdown()
+        server.server_close()
     assert clean, f"worker did not stop cleanly on SIGTERM; see {root / 'worker.log'}"
     yield PipelineRun(settings, good, bad, {eid: v for eid, v, _, _ in raw_bad}, observed, docs)
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # keep test output readable
+        pass
 
 
 def _binary(root: Path) -> Path:
@@ -260,7 +297,8 @@ def test_documents_of_every_format_are_enriched(pipeline: PipelineRun) -> None:
         for eid, p in pipeline.good.items()
         if p.topic == DOCUMENT_UPLOADED
     }
-    assert set(docs) == {"sotu_2021.txt", "notes.md", "page.html", "scan.pdf"}
+    assert set(docs) == {"sotu_2021.txt", "notes.md", "page.html", "scan.pdf", "web-faq.html"}
+    assert "Initech" in docs["web-faq.html"]["summary"]
     assert docs["scan.pdf"]["content_type"] == "application/pdf"
     assert "Globex" in docs["scan.pdf"]["summary"]
     assert "var x" not in docs["page.html"]["summary"]

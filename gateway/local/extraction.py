@@ -94,7 +94,7 @@ class EntityExtractor:
     def extract_counted(self, texts: Sequence[str]) -> list[tuple[list[Entity], int]]:
         """Entities per text, with the number of spaCy tokens the model processed (its usage)."""
         results: list[tuple[list[Entity], int]] = []
-        for text, doc in zip(texts, self._nlp.pipe(texts, batch_size=64), strict=True):
+        for text, doc in zip(texts, self._nlp.pipe(texts, batch_size=256), strict=True):
             model = [
                 Entity(SPACY_LABELS[e.label_], e.text, e.start_char, e.end_char)
                 for e in doc.ents
