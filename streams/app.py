@@ -12,11 +12,14 @@ from collections.abc import Awaitable
 from typing import Any
 
 import faust
+import structlog
 
 from agents.outcome import InboundEvent, OutboundEvent
 from streams.config import Settings
 from streams.topics import DOCUMENT_UPLOADED, TICKET_CREATED
 from streams.worker import WorkerRuntime
+
+log = structlog.get_logger(__name__)
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -52,7 +55,14 @@ def create_app(settings: Settings) -> faust.App:
 
         async def consume(stream: Any) -> None:
             """``stream`` is a faust Stream; its stubs lack take_events, hence Any."""
-            rt = await runtime()
+            try:
+                rt = await runtime()
+            except Exception as exc:
+                # Without models or the vector store the worker can do nothing: exit non-zero so a
+                # supervisor restarts it and an operator sees why, rather than idling while lagging.
+                log.critical("worker_runtime_failed", error=repr(exc))
+                await app.crash(exc)
+                return
             async for events in stream.take_events(batch_size, settings.worker_batch_window_s):
                 await rt.handle(topic_name, [_inbound(e) for e in events], send)
 

@@ -75,3 +75,29 @@ def test_worker_refuses_to_start_without_a_classifier(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "riverbed train" in result.stdout + result.stderr
+
+
+def test_worker_exits_non_zero_when_its_vector_store_is_held_elsewhere(
+    broker: Settings, trained_models: Path, tmp_path: Path
+) -> None:
+    """An idle worker that cannot work would only build lag; it must crash so it is seen and restarted."""
+    from sinks.vectors import EdgeVectorStore
+
+    settings = broker.model_copy(update={"data_dir": tmp_path, "app_id": "riverbed-locked"})
+    shutil.copytree(trained_models, settings.models_dir)
+    holder = EdgeVectorStore(settings.qdrant_path, settings.qdrant_collection)
+    holder.ensure_collection(384)
+    try:
+        env = processes.settings_env(settings)
+        result = subprocess.run(
+            [sys.executable, "-m", "streams.cli", "worker"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+    finally:
+        holder.close()
+    assert result.returncode != 0
+    assert "worker_runtime_failed" in result.stdout + result.stderr
