@@ -21,6 +21,7 @@ MODEL_NAME = "all-MiniLM-L6-v2-int8"
 DIMENSIONS = 384
 MAX_TOKENS = 256
 BATCH_SIZE = 16
+SPINNING = "0"
 
 FloatMatrix = npt.NDArray[np.float32]
 
@@ -46,10 +47,14 @@ class Embedder:
     name = MODEL_NAME
     dimensions = DIMENSIONS
 
-    def __init__(self, threads: int = 2) -> None:
+    def __init__(self, threads: int = 2, *, spin: bool = True) -> None:
+        """``spin=False`` stops idle intra-op threads busy-waiting: alone the model is ~5 % faster
+        spinning (457 vs 434 emb/s), but beside spaCy in the worker the spin steals its core and the
+        ticket batch is ~9 % slower (in-process: 239/s spinning vs 260/s not)."""
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         self._session = ort.InferenceSession(str(_model_path()), options, providers=["CPUExecutionProvider"])
         self._input_names = {i.name for i in self._session.get_inputs()}
         self._tokenizer = tokenizers.Tokenizer.from_file(str(_tokenizer_path()))

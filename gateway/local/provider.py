@@ -77,7 +77,7 @@ class LocalProvider:
             raise ModelNotTrained(
                 f"no '{intent_model}' classifier under {models_dir}; run `riverbed train` first"
             )
-        self.embedder = Embedder()
+        self.embedder = Embedder(spin=False)  # shares the cores with the spaCy thread
         self.extractor = EntityExtractor()
         self.topics = TopicClassifier(self.embedder)
         self.intent_head = KernelHead.load(artifact_dir(models_dir, intent_model, version))
