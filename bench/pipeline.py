@@ -35,6 +35,8 @@ from streams.offsets import partitions_of
 from streams.publish import Draft, publish, read_rows, ticket_drafts
 from streams.topics import TICKET_TRIAGED
 
+PIPELINE_PASSES = 3
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -112,15 +114,20 @@ async def pipeline_figures(
         warm = await publish(settings.kafka_bootstrap, bulk_drafts(test_rows, 128, "W"))
         await watcher.wait_for({p.event_id for p in warm}, timeout_s=300)
 
-        drafts = list(ticket_drafts(test_rows, tenant="bench"))
-        t0 = time.monotonic()
-        published = await publish(settings.kafka_bootstrap, drafts)
-        await watcher.wait_for({p.event_id for p in published}, timeout_s=900)
-        elapsed = max(watcher.arrival[p.event_id] for p in published) - t0
-        correct = sum(watcher.intents[p.event_id] == p.label for p in published)
-        print(f"tickets {len(published)} in {elapsed:.1f}s = {len(published) / elapsed:.1f}/s")
-        figure("banking77_accuracy", correct / len(published))
-        pipeline_rate = len(published) / elapsed
+        rates = []
+        for run_no in range(PIPELINE_PASSES):
+            # The test split each pass, under fresh ticket ids (so retrieval sees a growing store).
+            rows = [{**r, "ticket_id": f"P{run_no}-{i:05d}"} for i, r in enumerate(test_rows)]
+            t0 = time.monotonic()
+            published = await publish(settings.kafka_bootstrap, list(ticket_drafts(rows, tenant="bench")))
+            await watcher.wait_for({p.event_id for p in published}, timeout_s=900)
+            elapsed = max(watcher.arrival[p.event_id] for p in published) - t0
+            rates.append(len(published) / elapsed)
+            print(f"pass {run_no + 1}: {len(published)} tickets in {elapsed:.1f}s = {rates[-1]:.1f}/s")
+            if run_no == 0:
+                correct = sum(watcher.intents[p.event_id] == p.label for p in published)
+                figure("banking77_accuracy", correct / len(published))
+        pipeline_rate = statistics.median(rates)
 
         worker = psutil.Process(worker_pid)
         window = min(10_000, rss_events // 5)
@@ -141,7 +148,7 @@ async def pipeline_figures(
         figure("rss_growth_pct", growth)
     finally:
         await watcher.stop()
-    print(f"pipeline ticket throughput {pipeline_rate:.1f}/s")
+    print(f"pipeline ticket throughput {pipeline_rate:.1f}/s (median of {PIPELINE_PASSES} passes)")
     return pipeline_rate
 
 
