@@ -8,6 +8,8 @@ that fails to decode must become a dead letter, not a Faust deserialisation cras
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 from collections.abc import Awaitable
 from typing import Any
 
@@ -17,9 +19,11 @@ import structlog
 from agents.outcome import InboundEvent, OutboundEvent
 from streams.config import Settings
 from streams.topics import DOCUMENT_UPLOADED, TICKET_CREATED
-from streams.worker import WorkerRuntime
+from streams.worker import Send, WorkerRuntime
 
 log = structlog.get_logger(__name__)
+RETRY_CAP_S = 30.0
+EXIT_UNDRAINED = 75  # EX_TEMPFAIL: a supervisor should restart us; the batch will be redelivered
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -64,7 +68,7 @@ def create_app(settings: Settings) -> faust.App:
                 await app.crash(exc)
                 return
             async for events in stream.take_events(batch_size, settings.worker_batch_window_s):
-                await rt.handle(topic_name, [_inbound(e) for e in events], send)
+                await _complete_batch(rt, topic_name, [_inbound(e) for e in events], send, settings)
 
         consume.__name__ = f"consume_{topic_name.replace('.', '_')}"
         app.agent(topic, name=consume.__name__, concurrency=1)(consume)
@@ -78,6 +82,43 @@ def create_app(settings: Settings) -> faust.App:
             holder["rt"].deps.vectors.close()
 
     return app
+
+
+async def _complete_batch(
+    rt: WorkerRuntime, topic: str, batch: list[InboundEvent], send: Send, settings: Settings
+) -> None:
+    """Leave the loop body only with the batch's output acknowledged by the broker.
+
+    ``take_events`` acks a batch in a ``finally`` when the body exits, even by an exception or a
+    cancellation, and acked offsets get committed. So a failed batch (e.g. the broker refused a
+    publish) is retried with capped backoff instead of raised (result, trace and point ids are
+    deterministic, so a retry replaces rather than duplicates), and on shutdown the in-flight batch
+    gets ``shutdown_drain_s`` to finish. If it cannot, the process exits at once, before Faust can
+    commit: the batch is then redelivered, exactly as after a crash.
+    """
+    task = asyncio.ensure_future(_until_done(rt, topic, batch, send))
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        try:
+            await asyncio.wait_for(asyncio.shield(task), settings.shutdown_drain_s)
+        except BaseException:
+            log.critical("batch_not_drained_exiting", topic=topic, size=len(batch),
+                         offsets=sorted({(e.partition, e.offset) for e in batch})[:5])
+            os._exit(EXIT_UNDRAINED)
+        raise
+
+
+async def _until_done(rt: WorkerRuntime, topic: str, batch: list[InboundEvent], send: Send) -> None:
+    for attempt in itertools.count():
+        try:
+            await rt.handle(topic, batch, send)
+            return
+        except Exception as exc:
+            delay = min(RETRY_CAP_S, 0.5 * 2**attempt)
+            log.error("batch_failed_retrying", topic=topic, size=len(batch), attempt=attempt + 1,
+                      retry_in_s=delay, error=repr(exc))
+            await asyncio.sleep(delay)
 
 
 def _inbound(event: Any) -> InboundEvent:
