@@ -11,12 +11,14 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+
 from agents import steps
 from agents.deps import WorkflowDeps
 from agents.outcome import BatchOutcome, OutboundEvent, WorkItem
 from agents.priority import priority_for
 from gateway.models import CallContext, Entity, ModelRequest, Task
-from sinks.vectors import VectorPoint, point_id
+from sinks.vectors import SearchQuery, VectorPoint, point_id
 from streams import envelope as env
 from streams.topics import TICKET_TRIAGED
 
@@ -84,7 +86,7 @@ async def triage(items: list[WorkItem], deps: WorkflowDeps) -> BatchOutcome:
         store=lambda it, out: it.outputs.__setitem__("vector", out[0]),
         **common,
     )
-    live = _retrieve_similar(live, deps, outcome)
+    live = await asyncio.to_thread(_retrieve_similar, live, deps, outcome)
     live = await steps.model_step(
         deps.gateway,
         live,
@@ -101,35 +103,41 @@ async def triage(items: list[WorkItem], deps: WorkflowDeps) -> BatchOutcome:
 
 
 def _retrieve_similar(items: list[WorkItem], deps: WorkflowDeps, outcome: BatchOutcome) -> list[WorkItem]:
-    """Search before upserting the ticket itself, so a ticket never finds itself."""
-    alive = []
-    for item in items:
-        data = item.envelope.data
-        try:
-            hits = deps.vectors.search(
-                item.outputs["vector"],
-                tenant_id=item.envelope.tenant_id,
-                limit=SIMILAR_LIMIT,
-                exclude_source_id=str(data["ticket_id"]),
-            )
-            deps.vectors.upsert(
-                [
-                    VectorPoint(
-                        id=point_id(item.envelope.tenant_id, "ticket", str(data["ticket_id"])),
-                        vector=item.outputs["vector"].tolist(),
-                        payload={
-                            "tenant_id": item.envelope.tenant_id,
-                            "kind": "ticket",
-                            "source_id": str(data["ticket_id"]),
-                            "text": ticket_text(item)[:1000],
-                        },
-                    )
-                ]
-            )
-        except Exception as exc:
+    """One batched search for the whole batch, then one upsert of its tickets. Searching first
+    means a ticket never finds itself; ``exclude_source_id`` also keeps a redelivered ticket from
+    finding its own earlier copy."""
+    queries = [
+        SearchQuery(
+            item.outputs["vector"],
+            item.envelope.tenant_id,
+            SIMILAR_LIMIT,
+            exclude_source_id=str(item.envelope.data["ticket_id"]),
+        )
+        for item in items
+    ]
+    points = [
+        VectorPoint(
+            id=point_id(item.envelope.tenant_id, "ticket", str(item.envelope.data["ticket_id"])),
+            vector=item.outputs["vector"],
+            payload={
+                "tenant_id": item.envelope.tenant_id,
+                "kind": "ticket",
+                "source_id": str(item.envelope.data["ticket_id"]),
+                "text": ticket_text(item)[:1000],
+            },
+        )
+        for item in items
+    ]
+    try:
+        results = deps.vectors.search_many(queries)
+        deps.vectors.upsert(points)
+    except Exception as exc:  # the store is shared by the batch: every item failed this step
+        for item in items:
             steps.fail(outcome, item, "retrieve", exc, retryable=True)
-            continue
-        item.outputs["similar"] = [
+        return []
+    earlier = _earlier_in_batch(items, points)
+    for item, hits, extra in zip(items, results, earlier, strict=True):
+        found = [
             {
                 "point_id": h.id,
                 "kind": str(h.payload.get("kind", "")),
@@ -138,8 +146,40 @@ def _retrieve_similar(items: list[WorkItem], deps: WorkflowDeps, outcome: BatchO
             }
             for h in hits
         ]
-        alive.append(item)
-    return alive
+        best: dict[str, dict[str, Any]] = {}
+        for hit in sorted(found + extra, key=lambda hit: -hit["score"]):
+            best.setdefault(hit["point_id"], hit)
+        item.outputs["similar"] = list(best.values())[:SIMILAR_LIMIT]
+    return items
+
+
+def _earlier_in_batch(items: list[WorkItem], points: list[VectorPoint]) -> list[list[dict[str, Any]]]:
+    """What one-at-a-time processing would also have found: earlier tickets of the same batch and
+    tenant (a burst of the same complaint arrives together). One matrix product for the batch."""
+    vectors = np.asarray([item.outputs["vector"] for item in items], dtype=np.float32)
+    scores = vectors @ vectors.T
+    extras: list[list[dict[str, Any]]] = []
+    for k, item in enumerate(items):
+        ticket_id = str(item.envelope.data["ticket_id"])
+        candidates = [
+            j
+            for j in range(k)
+            if items[j].envelope.tenant_id == item.envelope.tenant_id
+            and str(items[j].envelope.data["ticket_id"]) != ticket_id
+        ]
+        best = sorted(candidates, key=lambda j: -scores[k, j])[:SIMILAR_LIMIT]
+        extras.append(
+            [
+                {
+                    "point_id": points[j].id,
+                    "kind": "ticket",
+                    "source_id": str(points[j].payload["source_id"]),
+                    "score": float(scores[k, j]),
+                }
+                for j in best
+            ]
+        )
+    return extras
 
 
 def _entity_records(entities: list[Entity]) -> list[dict[str, Any]]:

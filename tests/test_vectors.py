@@ -24,6 +24,7 @@ import pytest
 import sinks.vectors
 from sinks.vectors import (
     EdgeVectorStore,
+    SearchQuery,
     ServerVectorStore,
     VectorPoint,
     VectorStore,
@@ -342,3 +343,36 @@ def test_open_vector_store_with_url_is_server(monkeypatch: pytest.MonkeyPatch, t
         assert calls == [("http://qdrant:6333", COLLECTION, "k")]
     finally:
         opened.close()
+
+
+def test_search_many_answers_each_query_like_search(store: VectorStore) -> None:
+    vectors = unit_vectors(40, seed=11)
+    store.upsert(
+        [
+            make_point(
+                v, tenant=TENANT_A if i % 2 else TENANT_B, source=f"s{i}", kind="ticket" if i % 3 else "chunk"
+            )
+            for i, v in enumerate(vectors)
+        ]
+    )
+    queries = [
+        SearchQuery(vectors[0], TENANT_A, 5),
+        SearchQuery(vectors[1], TENANT_A, 3, kinds=["ticket"], exclude_source_id="s1"),
+        SearchQuery(vectors[2], TENANT_B, 4, kinds=[]),
+        SearchQuery(vectors[3], TENANT_B, 2),
+    ]
+    batched = store.search_many(queries)
+    singles = [
+        store.search(
+            q.vector,
+            tenant_id=q.tenant_id,
+            limit=q.limit,
+            kinds=q.kinds,
+            exclude_source_id=q.exclude_source_id,
+        )
+        for q in queries
+    ]
+    assert [[h.id for h in hits] for hits in batched] == [[h.id for h in hits] for hits in singles]
+    assert batched[2] == []
+    assert all(h.payload["tenant_id"] == TENANT_A for h in batched[0] + batched[1])
+    assert all(h.payload["source_id"] != "s1" for h in batched[1])

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sinks.vectors.base import VectorHit, VectorPoint, VectorStore, point_id
+from sinks.vectors.base import SearchQuery, VectorHit, VectorPoint, VectorStore, point_id
 from sinks.vectors.edge import EdgeVectorStore
 from sinks.vectors.server import ServerVectorStore
 
 __all__ = [
     "EdgeVectorStore",
+    "SearchQuery",
     "ServerVectorStore",
     "VectorHit",
     "VectorPoint",

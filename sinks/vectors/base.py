@@ -78,6 +78,17 @@ class VectorHit:
     payload: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class SearchQuery:
+    """One search of a batch; same meaning as the arguments of ``VectorStore.search``."""
+
+    vector: Sequence[float]
+    tenant_id: str
+    limit: int
+    kinds: Sequence[str] | None = None
+    exclude_source_id: str | None = None
+
+
 class VectorStore(ABC):
     """A cosine-similarity store of ``VectorPoint``s, partitioned by tenant."""
 
@@ -107,6 +118,20 @@ class VectorStore(ABC):
         ``kinds`` restricts to those payload kinds (an empty sequence matches nothing);
         ``exclude_source_id`` drops points of that source, e.g. the document being compared.
         """
+
+    def search_many(self, queries: Sequence[SearchQuery]) -> list[list[VectorHit]]:
+        """Results per query, in order. Adapters override this when their engine plans a batch
+        better than one call per query (qdrant-edge scores a batch in one pass over its segments)."""
+        return [
+            self.search(
+                q.vector,
+                tenant_id=q.tenant_id,
+                limit=q.limit,
+                kinds=q.kinds,
+                exclude_source_id=q.exclude_source_id,
+            )
+            for q in queries
+        ]
 
     @abstractmethod
     def count(self, tenant_id: str | None = None) -> int:

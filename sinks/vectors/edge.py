@@ -29,6 +29,7 @@ import qdrant_edge as qe
 
 from sinks.vectors.base import (
     REQUIRED_PAYLOAD_KEYS,
+    SearchQuery,
     VectorHit,
     VectorPoint,
     VectorStore,
@@ -112,26 +113,42 @@ class EdgeVectorStore(VectorStore):
         kinds: Sequence[str] | None = None,
         exclude_source_id: str | None = None,
     ) -> list[VectorHit]:
-        check_search_args(tenant_id, limit)
+        return self.search_many([SearchQuery(vector, tenant_id, limit, kinds, exclude_source_id)])[0]
+
+    def search_many(self, queries: Sequence[SearchQuery]) -> list[list[VectorHit]]:
+        """One ``query_batch`` call: the engine shares a pass over its segments across the batch."""
         shard = self._require()
-        check_dimensions(vector, self._dimensions)
-        if kinds is not None and not kinds:
-            return []
-        must: list[Any] = [_match("tenant_id", tenant_id)]
-        if kinds is not None:
-            must.append(qe.FieldCondition(key="kind", match=qe.MatchAny(list(kinds))))
-        must_not = [_match("source_id", exclude_source_id)] if exclude_source_id is not None else None
-        request = qe.QueryRequest(
-            limit=limit,
-            query=qe.Query.Nearest(_as_vector(vector)),
+        results: list[list[VectorHit]] = [[] for _ in queries]
+        planned: list[tuple[int, Any]] = []
+        for i, q in enumerate(queries):
+            check_search_args(q.tenant_id, q.limit)
+            check_dimensions(q.vector, self._dimensions)
+            if q.kinds is not None and not q.kinds:
+                continue
+            planned.append((i, self._request(q)))
+        if not planned:
+            return results
+        answers = shard.query_batch(qe.QueryBatchRequest([request for _, request in planned]))
+        for (i, _), hits in zip(planned, answers, strict=True):
+            results[i] = [
+                VectorHit(id=str(hit.id), score=float(hit.score), payload=dict(hit.payload or {}))
+                for hit in hits
+            ]
+        return results
+
+    @staticmethod
+    def _request(q: SearchQuery) -> Any:
+        must: list[Any] = [_match("tenant_id", q.tenant_id)]
+        if q.kinds is not None:
+            must.append(qe.FieldCondition(key="kind", match=qe.MatchAny(list(q.kinds))))
+        must_not = [_match("source_id", q.exclude_source_id)] if q.exclude_source_id is not None else None
+        return qe.QueryRequest(
+            limit=q.limit,
+            query=qe.Query.Nearest(_as_vector(q.vector)),
             filter=qe.Filter(must=must, must_not=must_not),
             with_payload=True,
             with_vector=False,
         )
-        return [
-            VectorHit(id=str(hit.id), score=float(hit.score), payload=dict(hit.payload or {}))
-            for hit in shard.query(request)
-        ]
 
     def count(self, tenant_id: str | None = None) -> int:
         shard = self._require()
