@@ -19,7 +19,6 @@ from agents.outcome import BatchOutcome, OutboundEvent, WorkItem
 from agents.textract import ExtractionError, extract_text, sniff_content_type
 from gateway.models import CallContext, Entity, ModelRequest, Task
 from sinks.vectors import VectorPoint, point_id
-from streams import envelope as env
 from streams.topics import DOCUMENT_ENRICHED
 
 WORKFLOW = "document"
@@ -191,12 +190,11 @@ def _result_event(item: WorkItem, version: str) -> OutboundEvent:
         "vector_point_ids": item.outputs["point_ids"],
         "processed_at": datetime.now(UTC),
     }
-    event_id = env.result_event_id(item.envelope.id, version)
-    value, headers, _ = env.encode_event(
-        DOCUMENT_ENRICHED,
-        record,
-        event_id=event_id,
-        source="urn:riverbed:agents:document",
-        causation_id=item.envelope.id,
+    return steps.result_event(
+        item,
+        workflow=WORKFLOW,
+        topic=DOCUMENT_ENRICHED,
+        key=str(data["document_id"]),
+        record=record,
+        version=version,
     )
-    return OutboundEvent(DOCUMENT_ENRICHED, str(data["document_id"]).encode(), value, headers, event_id)

@@ -10,9 +10,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from agents.outcome import BatchOutcome, InboundEvent, StepFailure, WorkItem
+from agents.outcome import BatchOutcome, InboundEvent, OutboundEvent, StepFailure, WorkItem
 from gateway.gateway import Gateway
 from gateway.models import CallContext, GatewayError, ModelRequest, Task
+from streams import envelope as env
 
 
 def context_for(item: WorkItem, *, workflow: str, version: str, step: str) -> CallContext:
@@ -76,3 +77,19 @@ def first_failure_per_event(
             seen.add(key)
             unique.append((inbound, failure))
     return unique
+
+
+def result_event(
+    item: WorkItem, *, workflow: str, topic: str, key: str, record: dict[str, Any], version: str
+) -> OutboundEvent:
+    """The result of ``item`` as an event: its id derives from the cause and workflow version, so a
+    redelivered input yields the same result id, and its headers name the cause."""
+    event_id = env.result_event_id(item.envelope.id, version)
+    value, headers, _ = env.encode_event(
+        topic,
+        record,
+        event_id=event_id,
+        source=f"urn:riverbed:agents:{workflow}",
+        causation_id=item.envelope.id,
+    )
+    return OutboundEvent(topic, key.encode(), value, headers, event_id)

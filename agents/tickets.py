@@ -19,7 +19,6 @@ from agents.outcome import BatchOutcome, OutboundEvent, WorkItem
 from agents.priority import priority_for
 from gateway.models import CallContext, Entity, ModelRequest, Task
 from sinks.vectors import SearchQuery, VectorPoint, point_id
-from streams import envelope as env
 from streams.topics import TICKET_TRIAGED
 
 WORKFLOW = "ticket"
@@ -203,12 +202,11 @@ def _result_event(item: WorkItem, version: str) -> OutboundEvent:
         "summary": item.outputs["summary"],
         "processed_at": datetime.now(UTC),
     }
-    event_id = env.result_event_id(item.envelope.id, version)
-    value, headers, _ = env.encode_event(
-        TICKET_TRIAGED,
-        record,
-        event_id=event_id,
-        source="urn:riverbed:agents:ticket",
-        causation_id=item.envelope.id,
+    return steps.result_event(
+        item,
+        workflow=WORKFLOW,
+        topic=TICKET_TRIAGED,
+        key=str(data["ticket_id"]),
+        record=record,
+        version=version,
     )
-    return OutboundEvent(TICKET_TRIAGED, str(data["ticket_id"]).encode(), value, headers, event_id)

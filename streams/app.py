@@ -103,8 +103,12 @@ async def _complete_batch(
         try:
             await asyncio.wait_for(asyncio.shield(task), settings.shutdown_drain_s)
         except BaseException:
-            log.critical("batch_not_drained_exiting", topic=topic, size=len(batch),
-                         offsets=sorted({(e.partition, e.offset) for e in batch})[:5])
+            log.critical(
+                "batch_not_drained_exiting",
+                topic=topic,
+                size=len(batch),
+                offsets=sorted({(e.partition, e.offset) for e in batch})[:5],
+            )
             os._exit(EXIT_UNDRAINED)
         raise
 
@@ -116,8 +120,14 @@ async def _until_done(rt: WorkerRuntime, topic: str, batch: list[InboundEvent], 
             return
         except Exception as exc:
             delay = min(RETRY_CAP_S, 0.5 * 2**attempt)
-            log.error("batch_failed_retrying", topic=topic, size=len(batch), attempt=attempt + 1,
-                      retry_in_s=delay, error=repr(exc))
+            log.error(
+                "batch_failed_retrying",
+                topic=topic,
+                size=len(batch),
+                attempt=attempt + 1,
+                retry_in_s=delay,
+                error=repr(exc),
+            )
             await asyncio.sleep(delay)
 
 

@@ -47,17 +47,16 @@ def spawn(
 
 
 def running_pid(settings: Settings, name: str) -> int | None:
-    path = pid_file(settings, name)
     try:
-        pid = int(path.read_text().strip())
-        os.kill(pid, 0)
+        pid = int(pid_file(settings, name).read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid
+    return pid if alive(pid) else None
 
 
 def alive(pid: int) -> bool:
-    """True while ``pid`` runs; reaps it if it is our exited child (a zombie is not alive)."""
+    """True while ``pid`` runs. Reaps it if it is our exited child; a zombie that someone else must
+    reap counts as gone too (kill(pid, 0) still succeeds on one)."""
     with contextlib.suppress(ChildProcessError):
         done, _ = os.waitpid(pid, os.WNOHANG)
         if done == pid:
@@ -66,6 +65,11 @@ def alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    with contextlib.suppress(OSError):
+        return stat.read_text().split(")")[-1].split()[0] != "Z"
     return True
 
 
@@ -75,17 +79,12 @@ def stop(pid: int, timeout_s: float = 30.0) -> bool:
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            done, _ = os.waitpid(pid, os.WNOHANG)
-            if done == pid:
-                return True
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not alive(pid):
             return True
         time.sleep(0.1)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
+    alive(pid)  # reap it if it was our child
     return False
 
 

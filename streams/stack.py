@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -20,8 +18,12 @@ from pathlib import Path
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
+from streams import processes
 from streams.config import Settings
 from streams.topics import all_topics
+
+BROKER = "broker"
+"""Process name of the broker: its PID lives in ``data_dir/broker.pid`` like the worker's and sink's."""
 
 
 class StackError(RuntimeError):
@@ -46,31 +48,8 @@ def noida_binary() -> Path:
     return path
 
 
-def _pid_file(settings: Settings) -> Path:
-    return settings.data_dir / "broker.pid"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child still answers kill(0); look at its state to tell.
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
-
-
 def broker_pid(settings: Settings) -> int | None:
-    pid_file = _pid_file(settings)
-    if not pid_file.exists():
-        return None
-    try:
-        pid = int(pid_file.read_text().strip())
-    except ValueError:
-        return None
-    return pid if _alive(pid) else None
+    return processes.running_pid(settings, BROKER)
 
 
 def start_broker(settings: Settings) -> int:
@@ -95,7 +74,7 @@ def start_broker(settings: Settings) -> int:
     proc = subprocess.Popen(
         cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
     )
-    _pid_file(settings).write_text(str(proc.pid))
+    processes.pid_file(settings, BROKER).write_text(str(proc.pid))
     return proc.pid
 
 
@@ -171,21 +150,8 @@ def status(settings: Settings) -> StackStatus:
 def down(settings: Settings, timeout_s: float = 15.0) -> bool:
     """SIGTERM the broker we started, escalate to SIGKILL after the timeout; True if one was stopped."""
     pid = broker_pid(settings)
+    processes.pid_file(settings, BROKER).unlink(missing_ok=True)
     if pid is None:
-        _pid_file(settings).unlink(missing_ok=True)
         return False
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and _alive(pid):
-        _reap(pid)
-        time.sleep(0.1)
-    if _alive(pid):
-        os.kill(pid, signal.SIGKILL)
-        _reap(pid)
-    _pid_file(settings).unlink(missing_ok=True)
+    processes.stop(pid, timeout_s)
     return True
-
-
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)

@@ -62,8 +62,9 @@ class _EmbeddingMemo:
 
     def store(self, texts: Sequence[str], vectors: FloatMatrix) -> None:
         for text, vec in zip(texts, vectors, strict=True):
-            self._items[self.key(text)] = vec
-            self._items.move_to_end(self.key(text))
+            key = self.key(text)
+            self._items[key] = vec
+            self._items.move_to_end(key)
         while len(self._items) > self._capacity:
             self._items.popitem(last=False)
 
