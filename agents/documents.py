@@ -19,6 +19,7 @@ from agents.outcome import BatchOutcome, OutboundEvent, WorkItem
 from agents.textract import ExtractionError, extract_text, sniff_content_type
 from gateway.models import CallContext, Entity, ModelRequest, Task
 from sinks.vectors import VectorPoint, point_id
+from streams.inflight import Turn
 from streams.topics import DOCUMENT_ENRICHED
 
 WORKFLOW = "document"
@@ -30,7 +31,9 @@ def workflow_version(deps: WorkflowDeps) -> str:
     return f"{REVISION}+{deps.gateway.provider.prompt_version(Task.CLASSIFY_TOPIC)}"
 
 
-async def enrich(items: list[WorkItem], deps: WorkflowDeps) -> BatchOutcome:
+async def enrich(items: list[WorkItem], deps: WorkflowDeps, turn: Turn) -> BatchOutcome:
+    """Documents write their own chunks only (no search of what earlier batches wrote), so no stage
+    needs ``turn``'s ordering."""
     outcome = BatchOutcome()
     version = workflow_version(deps)
     live = await _load_texts(items, deps, outcome)

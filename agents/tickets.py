@@ -19,6 +19,7 @@ from agents.outcome import BatchOutcome, OutboundEvent, WorkItem
 from agents.priority import priority_for
 from gateway.models import CallContext, Entity, ModelRequest, Task
 from sinks.vectors import SearchQuery, VectorPoint, point_id
+from streams.inflight import Turn
 from streams.topics import TICKET_TRIAGED
 
 WORKFLOW = "ticket"
@@ -38,7 +39,7 @@ def ticket_text(item: WorkItem) -> str:
     return f"{subject}. {body}" if subject else body
 
 
-async def triage(items: list[WorkItem], deps: WorkflowDeps) -> BatchOutcome:
+async def triage(items: list[WorkItem], deps: WorkflowDeps, turn: Turn) -> BatchOutcome:
     outcome = BatchOutcome()
     version = workflow_version(deps)
 
@@ -85,7 +86,10 @@ async def triage(items: list[WorkItem], deps: WorkflowDeps) -> BatchOutcome:
         store=lambda it, out: it.outputs.__setitem__("vector", out[0]),
         **common,
     )
-    live = await asyncio.to_thread(_retrieve_similar, live, deps, outcome)
+    # Search-then-insert must see batches in the order they were taken, or a ticket's neighbours
+    # would depend on which of two batches in flight got to the store first.
+    async with turn.stage("retrieve"):
+        live = await asyncio.to_thread(_retrieve_similar, live, deps, outcome)
     live = await steps.model_step(
         deps.gateway,
         live,

@@ -1,16 +1,18 @@
 """The Faust app: one agent per input topic, each consuming micro-batches.
 
-Agents run with concurrency=1 (see streams/worker.py for why that is the safe choice); the worker
-scales by partitions. Topics are raw bytes here because decoding is part of the workflow: a value
+Agents run with Faust concurrency=1 and keep several batches in flight themselves, acked in order
+(streams/inflight.py says why that is safe where Faust's concurrency>1 is not); the worker scales
+further by partitions. Topics are raw bytes here because decoding is part of the workflow: a value
 that fails to decode must become a dead letter, not a Faust deserialisation crash.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import os
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import faust
@@ -18,6 +20,7 @@ import structlog
 
 from agents.outcome import InboundEvent, OutboundEvent
 from streams.config import Settings
+from streams.inflight import InFlightBatches, Turn
 from streams.topics import DOCUMENT_UPLOADED, TICKET_CREATED
 from streams.worker import Send, WorkerRuntime
 
@@ -58,7 +61,7 @@ def create_app(settings: Settings) -> faust.App:
         )
 
         async def consume(stream: Any) -> None:
-            """``stream`` is a faust Stream; its stubs lack take_events, hence Any."""
+            """``stream`` is a faust Stream; its stubs lack noack_take, hence Any."""
             try:
                 rt = await runtime()
             except Exception as exc:
@@ -67,8 +70,14 @@ def create_app(settings: Settings) -> faust.App:
                 log.critical("worker_runtime_failed", error=repr(exc))
                 await app.crash(exc)
                 return
-            async for events in stream.take_events(batch_size, settings.worker_batch_window_s):
-                await _complete_batch(rt, topic_name, [_inbound(e) for e in events], send, settings)
+            batches = InFlightBatches(settings.worker_inflight_batches, ack=functools.partial(_ack, stream))
+            try:
+                async for events in stream.noack_take(batch_size, settings.worker_batch_window_s):
+                    batch = [_inbound(e) for e in events]
+                    await batches.submit(events, functools.partial(_until_done, rt, topic_name, batch, send))
+            except asyncio.CancelledError:
+                await _drain_or_exit(batches, topic_name, settings)
+                raise
 
         consume.__name__ = f"consume_{topic_name.replace('.', '_')}"
         app.agent(topic, name=consume.__name__, concurrency=1)(consume)
@@ -84,39 +93,31 @@ def create_app(settings: Settings) -> faust.App:
     return app
 
 
-async def _complete_batch(
-    rt: WorkerRuntime, topic: str, batch: list[InboundEvent], send: Send, settings: Settings
+async def _ack(stream: Any, events: Sequence[Any]) -> None:
+    for event in events:
+        await stream.ack(event)
+
+
+async def _drain_or_exit(batches: InFlightBatches, topic: str, settings: Settings) -> None:
+    """On shutdown the batches in flight get ``shutdown_drain_s`` to finish and be acked. If they
+    cannot, the process exits at once, before Faust can commit: they are then redelivered, exactly
+    as after a crash."""
+    in_flight = batches.in_flight
+    if await batches.drain(settings.shutdown_drain_s):
+        return
+    log.critical("batches_not_drained_exiting", topic=topic, in_flight=in_flight)
+    os._exit(EXIT_UNDRAINED)
+
+
+async def _until_done(
+    rt: WorkerRuntime, topic: str, batch: list[InboundEvent], send: Send, turn: Turn
 ) -> None:
-    """Leave the loop body only with the batch's output acknowledged by the broker.
-
-    ``take_events`` acks a batch in a ``finally`` when the body exits, even by an exception or a
-    cancellation, and acked offsets get committed. So a failed batch (e.g. the broker refused a
-    publish) is retried with capped backoff instead of raised (result, trace and point ids are
-    deterministic, so a retry replaces rather than duplicates), and on shutdown the in-flight batch
-    gets ``shutdown_drain_s`` to finish. If it cannot, the process exits at once, before Faust can
-    commit: the batch is then redelivered, exactly as after a crash.
-    """
-    task = asyncio.ensure_future(_until_done(rt, topic, batch, send))
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        try:
-            await asyncio.wait_for(asyncio.shield(task), settings.shutdown_drain_s)
-        except BaseException:
-            log.critical(
-                "batch_not_drained_exiting",
-                topic=topic,
-                size=len(batch),
-                offsets=sorted({(e.partition, e.offset) for e in batch})[:5],
-            )
-            os._exit(EXIT_UNDRAINED)
-        raise
-
-
-async def _until_done(rt: WorkerRuntime, topic: str, batch: list[InboundEvent], send: Send) -> None:
+    """Return only with the batch's output acknowledged by the broker. A failed batch (e.g. the
+    broker refused a publish) is retried with capped backoff rather than raised: result, trace and
+    point ids are deterministic, so a retry replaces rather than duplicates."""
     for attempt in itertools.count():
         try:
-            await rt.handle(topic, batch, send)
+            await rt.handle(topic, batch, send, turn)
             return
         except Exception as exc:
             delay = min(RETRY_CAP_S, 0.5 * 2**attempt)

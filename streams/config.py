@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     shutdown_drain_s: float = Field(
         default=60.0, gt=0, description="On SIGTERM, how long the in-flight batch may take to finish."
     )
+    worker_inflight_batches: int = Field(
+        default=2,
+        ge=1,
+        description="Batches per agent processed side by side; acked in order, so offsets stay safe.",
+    )
     worker_batch_window_s: float = Field(default=0.05, gt=0, description="Max wait to fill a batch.")
     fetch_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1, description="Document size limit.")
     fetch_timeout_s: float = Field(default=10.0, gt=0)

@@ -1,10 +1,10 @@
 """The worker's runtime: decode a micro-batch, run its workflow, publish everything, then return.
 
-The Faust agent acks a batch only after this returns (``take_events`` acks after the loop body), and
-this returns only after the broker acknowledged every result, trace and dead letter of the batch.
-So a committed offset never points past an event whose output is not durable: at-least-once,
-without the commit-past-in-flight bug that agent ``concurrency>1`` has (faust #606). Parallelism
-comes from partitions (more workers) and from batching inside a step.
+This returns only after the broker acknowledged every result, trace and dead letter of the batch,
+and the agent acks a batch only after this returned and every batch taken before it was acked
+(streams/inflight.py). So a committed offset never points past an event whose output is not
+durable: at-least-once, without the commit-past-in-flight bug of Faust's agent ``concurrency>1``
+(faust #606). Parallelism comes from batches in flight, batching inside a step, and partitions.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from sinks.vectors import open_vector_store
 from streams import envelope as env
 from streams.codec import CodecError
 from streams.config import Settings
+from streams.inflight import Turn
 from streams.topics import AI_TRACES, DOCUMENT_UPLOADED, TICKET_CREATED
 
 log = structlog.get_logger(__name__)
@@ -36,7 +37,8 @@ log = structlog.get_logger(__name__)
 Send = Callable[[OutboundEvent], Awaitable[Awaitable[Any]]]
 """Enqueue one record; the returned awaitable resolves when the broker acknowledged it."""
 
-WORKFLOWS: dict[str, Callable[[list[WorkItem], WorkflowDeps], Awaitable[BatchOutcome]]] = {
+Workflow = Callable[[list[WorkItem], WorkflowDeps, Turn], Awaitable[BatchOutcome]]
+WORKFLOWS: dict[str, Workflow] = {
     TICKET_CREATED: tickets.triage,
     DOCUMENT_UPLOADED: documents.enrich,
 }
@@ -88,14 +90,17 @@ class WorkerRuntime:
             items.append(WorkItem(inbound, envelope))
         return items, outcome
 
-    async def handle(self, topic: str, batch: Sequence[InboundEvent], send: Send) -> BatchOutcome:
-        """Process one batch and wait until all its output is acknowledged by the broker."""
+    async def handle(
+        self, topic: str, batch: Sequence[InboundEvent], send: Send, turn: Turn | None = None
+    ) -> BatchOutcome:
+        """Process one batch and wait until all its output is acknowledged by the broker. ``turn``
+        orders the batch's order-sensitive stages behind the batch taken before it."""
         self.stats.consumed[topic] += len(batch)
         started = time.perf_counter()
         items, outcome = self.decode(topic, batch)
         if items:
             try:
-                done = await WORKFLOWS[topic](items, self.deps)
+                done = await WORKFLOWS[topic](items, self.deps, turn or Turn())
             except Exception as exc:  # a bug in a workflow: every item of the batch is dead-lettered
                 log.exception("workflow_crashed", topic=topic, size=len(items))
                 done = BatchOutcome(

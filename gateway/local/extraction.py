@@ -84,8 +84,11 @@ class EntityExtractor:
     def __init__(self) -> None:
         import spacy
 
+        # The NER component of this model carries its own tok2vec; the shared "tok2vec" only feeds
+        # the tagger and parser. Excluding it leaves entities identical (checked on all 3,080
+        # BANKING77 test texts) and spaCy ~1.8x faster (534/s -> 948/s on 2 cores).
         self._nlp: Any = spacy.load(
-            SPACY_MODEL, exclude=["parser", "lemmatizer", "tagger", "attribute_ruler", "senter"]
+            SPACY_MODEL, exclude=["parser", "lemmatizer", "tagger", "attribute_ruler", "senter", "tok2vec"]
         )
 
     def extract_many(self, texts: Sequence[str]) -> list[list[Entity]]:
