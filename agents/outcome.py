@@ -60,6 +60,8 @@ class WorkItem:
 
     inbound: InboundEvent
     envelope: Envelope
+    attempt: int = 1
+    """Delivery attempt: 1 the first time, n+1 after n failures sent it through the retry topic."""
     outputs: dict[str, Any] = field(default_factory=dict)
     models: list[str] = field(default_factory=list)
 

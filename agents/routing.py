@@ -1,54 +1,103 @@
-"""Where a failed event goes. The seam for the retry/DLQ design: today every failure is published,
-byte-for-byte, to ``<topic>.dlq`` with the reason in headers (retryable ones are marked so, for
-requeue); a retry-topic router can replace this class without touching the workflows.
+"""Where a failed event goes: ``<topic>.retry`` with a due time while attempts remain and the
+failure may pass, else ``<topic>.dlq``. Either way the original key, value and headers travel
+byte-for-byte, with the reason added as ``x-riverbed-*`` headers, so nothing is lost and an
+operator can requeue it unchanged after a fix.
+
+Publishing the failure and only then letting the offset commit (the worker's batch contract) is
+what makes a retry topic safe: an event is always in exactly one of input, retry or DLQ.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from datetime import UTC, datetime
-from typing import Protocol
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from agents.outcome import InboundEvent, OutboundEvent, StepFailure
 from streams.envelope import header_map
-from streams.topics import dlq_topic
+from streams.topics import dlq_topic, origin_topic, retry_topic
 
 HEADER_PREFIX = "x-riverbed-"
+ATTEMPTS = HEADER_PREFIX + "attempts"
+NEXT_ATTEMPT_AT = HEADER_PREFIX + "next-attempt-at"
+ERROR_CLASS = HEADER_PREFIX + "error-class"
 
 
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-class FailureRouter(Protocol):
-    def route(self, inbound: InboundEvent, failure: StepFailure) -> OutboundEvent: ...
+def delivery_attempt(headers: dict[str, str]) -> int:
+    """1 for an event's first delivery, n+1 after n failed ones (counted in ``x-riverbed-attempts``)."""
+    try:
+        return max(1, int(headers.get(ATTEMPTS, "0") or 0) + 1)
+    except ValueError:
+        return 1
 
 
-class DeadLetterRouter:
-    def __init__(self, worker: str | None = None) -> None:
+def due_at(headers: dict[str, str]) -> datetime | None:
+    """When a retried event may be processed again; None when it carries no (valid) due time."""
+    raw = headers.get(NEXT_ATTEMPT_AT)
+    if not raw:
+        return None
+    try:
+        when = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """``max_attempts`` counts every delivery, the first included: 1 means straight to the DLQ."""
+
+    max_attempts: int = 4
+    backoff_base_s: float = 2.0
+    backoff_cap_s: float = 300.0
+
+    def delay_s(self, failed_attempt: int) -> float:
+        """Exponential: base, 2·base, 4·base, … after the 1st, 2nd, 3rd failure; capped."""
+        return float(min(self.backoff_cap_s, self.backoff_base_s * 2 ** (failed_attempt - 1)))
+
+
+class FailureRouter:
+    def __init__(self, policy: RetryPolicy | None = None, worker: str | None = None) -> None:
+        self.policy = policy or RetryPolicy()
         self._worker = worker or worker_id()
 
-    def route(self, inbound: InboundEvent, failure: StepFailure) -> OutboundEvent:
-        now = datetime.now(UTC).isoformat()
-        original = [(k, v) for k, v in inbound.headers if not k.startswith(HEADER_PREFIX)]
+    def route(
+        self, inbound: InboundEvent, failure: StepFailure, now: datetime | None = None
+    ) -> OutboundEvent:
+        now = now or datetime.now(UTC)
+        stamp = now.isoformat()
         previous = header_map(inbound.headers)
-        attempts = int(previous.get(f"{HEADER_PREFIX}attempts", "0") or 0) + 1
+        attempt = delivery_attempt(previous)
+        topic = origin_topic(inbound.topic)
+        # Where the event was first consumed: a retried event keeps its first origin.
+        origin = {
+            "original-topic": previous.get(HEADER_PREFIX + "original-topic", topic),
+            "original-partition": previous.get(HEADER_PREFIX + "original-partition", str(inbound.partition)),
+            "original-offset": previous.get(HEADER_PREFIX + "original-offset", str(inbound.offset)),
+        }
         reason = {
-            "original-topic": inbound.topic,
-            "original-partition": str(inbound.partition),
-            "original-offset": str(inbound.offset),
+            **origin,
             "error-class": failure.error_class,
             "error-message": failure.message,
             "step": failure.step,
             "retryable": "true" if failure.retryable else "false",
-            "attempts": str(attempts),
-            "first-failure-at": previous.get(f"{HEADER_PREFIX}first-failure-at", now),
-            "last-failure-at": now,
+            "attempts": str(attempt),
+            "first-failure-at": previous.get(HEADER_PREFIX + "first-failure-at", stamp),
+            "last-failure-at": stamp,
             "worker-id": self._worker,
         }
+        if failure.retryable and attempt < self.policy.max_attempts:
+            due = now + timedelta(seconds=self.policy.delay_s(attempt))
+            reason["next-attempt-at"] = due.isoformat()
+            target = retry_topic(topic)
+        else:
+            target = dlq_topic(topic)
+        original = [(k, v) for k, v in inbound.headers if not k.startswith(HEADER_PREFIX)]
         headers = original + [(HEADER_PREFIX + k, v.encode("utf-8", "replace")) for k, v in reason.items()]
         event_id = previous.get("ce_id") or f"{inbound.topic}:{inbound.partition}:{inbound.offset}"
-        return OutboundEvent(
-            dlq_topic(inbound.topic), inbound.key or b"", inbound.value or b"", headers, event_id
-        )
+        return OutboundEvent(target, inbound.key or b"", inbound.value or b"", headers, event_id)

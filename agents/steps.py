@@ -26,6 +26,7 @@ def context_for(item: WorkItem, *, workflow: str, version: str, step: str) -> Ca
         step=step,
         event_time=item.envelope.time.astimezone(UTC) if item.envelope.time else datetime.now(UTC),
         sensitivity=str(data.get("sensitivity", "internal")),
+        attempt=item.attempt,
     )
 
 

@@ -88,7 +88,7 @@ class Gateway:
             trace_record(
                 ctx=req.context,
                 task=req.task,
-                attempt=1,
+                attempt=req.context.attempt,
                 provider=self._provider.name,
                 model=model,
                 input_tokens=res.input_tokens,
@@ -113,7 +113,7 @@ class Gateway:
             cost_usd=cost,
             cache_status=cache_status,
             attempts=1,
-            trace_id=trace_id(req.context, 1),
+            trace_id=trace_id(req.context, req.context.attempt),
         )
 
     def _failure(
@@ -128,7 +128,7 @@ class Gateway:
             trace_record(
                 ctx=req.context,
                 task=req.task,
-                attempt=1,
+                attempt=req.context.attempt,
                 provider=self._provider.name,
                 model=self._provider.model_for(req.task),
                 input_tokens=0,

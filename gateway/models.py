@@ -28,6 +28,8 @@ class CallContext:
     step: str
     event_time: datetime
     sensitivity: str = "internal"
+    attempt: int = 1
+    """The event's delivery attempt; each attempt's model calls leave traces of their own."""
 
 
 @dataclass(frozen=True)

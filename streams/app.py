@@ -13,15 +13,18 @@ import functools
 import itertools
 import os
 from collections.abc import Awaitable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import faust
 import structlog
 
 from agents.outcome import InboundEvent, OutboundEvent
+from agents.routing import due_at
+from streams import envelope as env
 from streams.config import Settings
 from streams.inflight import InFlightBatches, Turn
-from streams.topics import DOCUMENT_UPLOADED, TICKET_CREATED
+from streams.topics import DOCUMENT_UPLOADED, TICKET_CREATED, retry_topic
 from streams.worker import Send, WorkerRuntime
 
 log = structlog.get_logger(__name__)
@@ -74,7 +77,9 @@ def create_app(settings: Settings) -> faust.App:
             try:
                 async for events in stream.noack_take(batch_size, settings.worker_batch_window_s):
                     batch = [_inbound(e) for e in events]
-                    await batches.submit(events, functools.partial(_until_done, rt, topic_name, batch, send))
+                    await batches.submit(
+                        events, functools.partial(_when_due_until_done, rt, topic_name, batch, send, settings)
+                    )
             except asyncio.CancelledError:
                 await _drain_or_exit(batches, topic_name, settings)
                 raise
@@ -82,8 +87,12 @@ def create_app(settings: Settings) -> faust.App:
         consume.__name__ = f"consume_{topic_name.replace('.', '_')}"
         app.agent(topic, name=consume.__name__, concurrency=1)(consume)
 
-    register(TICKET_CREATED, settings.worker_batch_size)
-    register(DOCUMENT_UPLOADED, settings.document_batch_size)
+    for input_topic, batch_size in (
+        (TICKET_CREATED, settings.worker_batch_size),
+        (DOCUMENT_UPLOADED, settings.document_batch_size),
+    ):
+        register(input_topic, batch_size)
+        register(retry_topic(input_topic), batch_size)
 
     @app.on_before_shutdown.connect  # type: ignore[misc, arg-type]
     def _close(app: faust.App, **kwargs: Any) -> None:
@@ -107,6 +116,20 @@ async def _drain_or_exit(batches: InFlightBatches, topic: str, settings: Setting
         return
     log.critical("batches_not_drained_exiting", topic=topic, in_flight=in_flight)
     os._exit(EXIT_UNDRAINED)
+
+
+async def _when_due_until_done(
+    rt: WorkerRuntime, topic: str, batch: list[InboundEvent], send: Send, settings: Settings, turn: Turn
+) -> None:
+    """A retried event waits for its ``next-attempt-at`` first. Events of a retry partition arrive
+    roughly in due order, so waiting for the batch's latest due time holds none back for long; the
+    wait is capped at the longest backoff so a clock skew or a bad header cannot park a partition."""
+    due = [when for e in batch if (when := due_at(env.header_map(e.headers))) is not None]
+    if due:
+        wait_s = (max(due) - datetime.now(UTC)).total_seconds()
+        if wait_s > 0:
+            await asyncio.sleep(min(wait_s, settings.retry_backoff_cap_s))
+    await _until_done(rt, topic, batch, send, turn)
 
 
 async def _until_done(

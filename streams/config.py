@@ -58,6 +58,15 @@ class Settings(BaseSettings):
         ge=1,
         description="Batches per agent processed side by side; acked in order, so offsets stay safe.",
     )
+    retry_max_attempts: int = Field(
+        default=4,
+        ge=1,
+        description="Deliveries of an event (first included) before a retryable failure goes to the DLQ.",
+    )
+    retry_backoff_base_s: float = Field(
+        default=2.0, ge=0, description="Delay before the first retry; doubles per failed attempt."
+    )
+    retry_backoff_cap_s: float = Field(default=300.0, ge=0, description="Longest delay between attempts.")
     worker_batch_window_s: float = Field(default=0.05, gt=0, description="Max wait to fill a batch.")
     fetch_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1, description="Document size limit.")
     fetch_timeout_s: float = Field(default=10.0, gt=0)

@@ -45,6 +45,11 @@ def retry_topic(topic: str) -> str:
     return f"{topic}.retry"
 
 
+def origin_topic(topic: str) -> str:
+    """The input topic an event belongs to, also when it is consumed from that topic's retry topic."""
+    return topic.removesuffix(".retry")
+
+
 def all_topics() -> list[TopicSpec]:
     """Every topic ``stack up`` creates, including the per-input retry and DLQ topics."""
     specs = [TopicSpec(name, EVENT_TYPES[name], name) for name in EVENT_TYPES]

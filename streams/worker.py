@@ -22,7 +22,7 @@ import structlog
 from agents import documents, tickets
 from agents.deps import WorkflowDeps
 from agents.outcome import BatchOutcome, InboundEvent, OutboundEvent, StepFailure, WorkItem
-from agents.routing import DeadLetterRouter, FailureRouter
+from agents.routing import FailureRouter, RetryPolicy, delivery_attempt
 from gateway.gateway import Gateway
 from gateway.local.provider import LocalProvider
 from sinks.vectors import open_vector_store
@@ -30,7 +30,7 @@ from streams import envelope as env
 from streams.codec import CodecError
 from streams.config import Settings
 from streams.inflight import Turn
-from streams.topics import AI_TRACES, DOCUMENT_UPLOADED, TICKET_CREATED
+from streams.topics import AI_TRACES, DOCUMENT_UPLOADED, TICKET_CREATED, origin_topic, retry_topic
 
 log = structlog.get_logger(__name__)
 
@@ -48,6 +48,7 @@ WORKFLOWS: dict[str, Workflow] = {
 class WorkerStats:
     consumed: Counter[str] = field(default_factory=Counter)
     results: Counter[str] = field(default_factory=Counter)
+    retried: Counter[str] = field(default_factory=Counter)
     dead_letters: Counter[str] = field(default_factory=Counter)
     traces: int = 0
 
@@ -55,7 +56,13 @@ class WorkerStats:
 class WorkerRuntime:
     def __init__(self, deps: WorkflowDeps, router: FailureRouter | None = None) -> None:
         self.deps = deps
-        self.router = router or DeadLetterRouter()
+        self.router = router or FailureRouter(
+            RetryPolicy(
+                max_attempts=deps.settings.retry_max_attempts,
+                backoff_base_s=deps.settings.retry_backoff_base_s,
+                backoff_cap_s=deps.settings.retry_backoff_cap_s,
+            )
+        )
         self.stats = WorkerStats()
 
     @classmethod
@@ -77,24 +84,26 @@ class WorkerRuntime:
         self.deps.vectors.close()
 
     def decode(self, topic: str, batch: Sequence[InboundEvent]) -> tuple[list[WorkItem], BatchOutcome]:
+        """``topic`` is an input topic; events of its retry topic decode the same way."""
         outcome = BatchOutcome()
         items: list[WorkItem] = []
         for inbound in batch:
+            headers = env.header_map(inbound.headers)
             try:
-                envelope = env.decode_event(
-                    topic, inbound.value, env.header_map(inbound.headers), self.deps.settings.max_event_bytes
-                )
+                envelope = env.decode_event(topic, inbound.value, headers, self.deps.settings.max_event_bytes)
             except (CodecError, env.EnvelopeError) as exc:
                 outcome.failures.append((inbound, StepFailure.from_exception("decode", exc, retryable=False)))
                 continue
-            items.append(WorkItem(inbound, envelope))
+            items.append(WorkItem(inbound, envelope, attempt=delivery_attempt(headers)))
         return items, outcome
 
     async def handle(
         self, topic: str, batch: Sequence[InboundEvent], send: Send, turn: Turn | None = None
     ) -> BatchOutcome:
         """Process one batch and wait until all its output is acknowledged by the broker. ``turn``
-        orders the batch's order-sensitive stages behind the batch taken before it."""
+        orders the batch's order-sensitive stages behind the batch taken before it. ``topic`` may be
+        an input topic's retry topic: its events run the input topic's workflow."""
+        topic = origin_topic(topic)
         self.stats.consumed[topic] += len(batch)
         started = time.perf_counter()
         items, outcome = self.decode(topic, batch)
@@ -151,8 +160,11 @@ class WorkerRuntime:
                 error=failure.message[:300],
                 retryable=failure.retryable,
             )
-            pending.append(await send(self.router.route(inbound, failure)))
+            routed = self.router.route(inbound, failure)
+            (self.stats.retried if routed.topic == retry_topic(topic) else self.stats.dead_letters)[
+                topic
+            ] += 1
+            pending.append(await send(routed))
         await asyncio.gather(*pending)
         self.stats.results[topic] += len(outcome.results)
-        self.stats.dead_letters[topic] += len(outcome.failures)
         self.stats.traces += len(outcome.traces)

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -50,6 +50,7 @@ from tests.conftest import run
 from tests.test_textract import build_pdf
 
 TICKETS = 120
+RETRY_ATTEMPTS = 3
 TICKET_STEPS = 4  # classify, extract, retrieve, summarize
 DOCUMENT_STEPS = 4  # classify, extract, embed, summarize
 
@@ -155,7 +156,15 @@ def pipeline(
     broker: Settings, trained_models: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PipelineRun]:
     root = tmp_path_factory.mktemp("pipeline")
-    settings = broker.model_copy(update={"app_id": "riverbed-e2e", "data_dir": broker.data_dir})
+    settings = broker.model_copy(
+        update={
+            "app_id": "riverbed-e2e",
+            "data_dir": broker.data_dir,
+            "retry_max_attempts": RETRY_ATTEMPTS,
+            "retry_backoff_base_s": 0.2,
+            "retry_backoff_cap_s": 1.0,
+        }
+    )
     docs = _make_docs(root)
     with (PROJECT_ROOT / "infra/datasets/banking77/test.csv").open(newline="") as fh:
         rows = [r for i, r in enumerate(csv.DictReader(fh)) if i % 25 == 0][:TICKETS]
@@ -167,7 +176,7 @@ def pipeline(
     (web / "faq.html").write_text(
         "<html><body><h1>FAQ</h1><p>Wire transfers to Initech arrive in two days.</p></body></html>"
     )
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(web)))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_FlakyHandler, directory=str(web)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base_url = f"http://127.0.0.1:{server.server_address[1]}"
     worker = processes.spawn(settings, "worker", ["worker"], log_path=root / "worker.log")
@@ -177,11 +186,14 @@ def pipeline(
                 [
                     {"document_id": "web-faq.html", "uri": f"{base_url}/faq.html"},
                     {"document_id": "web-missing", "uri": f"{base_url}/missing.html"},
+                    {"document_id": "web-flaky", "uri": f"{base_url}/flaky.html"},
+                    {"document_id": "web-down", "uri": f"{base_url}/down.html"},
                 ],
                 tenant="acme",
             )
         )
         bad_docs = [
+            web_docs[3],
             web_docs[1],
             Draft(
                 DOCUMENT_UPLOADED,
@@ -219,6 +231,7 @@ def pipeline(
                     *ticket_drafts(rows, tenant="acme"),
                     *document_drafts_from_dir(docs, tenant="acme"),
                     web_docs[0],
+                    web_docs[2],
                     *bad_docs,
                 ],
             )
@@ -227,9 +240,9 @@ def pipeline(
         run(_publish_raw(settings, raw_bad))
         bad_doc_ids = {
             p.event_id: step
-            for p, step in zip(published[-3:], ["fetch", "fetch", "extract_text"], strict=True)
+            for p, step in zip(published[-4:], ["fetch", "fetch", "fetch", "extract_text"], strict=True)
         }
-        good = {p.event_id: p for p in published[:-3]}
+        good = {p.event_id: p for p in published[:-4]}
         bad = {**bad_doc_ids, **{eid: step for eid, _, _, step in raw_bad}}
         observed = run(_observe(settings, start, set(good) | set(bad), timeout_s=240))
         assert worker.poll() is None, "the worker must survive bad events"
@@ -242,7 +255,21 @@ def pipeline(
     yield PipelineRun(settings, good, bad, {eid: v for eid, v, _, _ in raw_bad}, observed, docs)
 
 
-class _QuietHandler(SimpleHTTPRequestHandler):
+class _FlakyHandler(SimpleHTTPRequestHandler):
+    """Serves the web directory; /flaky.html answers 503 twice and then the page, /down.html
+    always 503. ``hits`` counts requests per path."""
+
+    hits: ClassVar[Counter[str]] = Counter()
+
+    def do_GET(self) -> None:
+        self.hits[self.path] += 1
+        if self.path == "/down.html" or (self.path == "/flaky.html" and self.hits[self.path] <= 2):
+            self.send_error(503, "scripted outage")
+            return
+        if self.path == "/flaky.html":
+            self.path = "/faq.html"
+        super().do_GET()
+
     def log_message(self, format: str, *args: Any) -> None:  # keep test output readable
         pass
 
@@ -297,7 +324,7 @@ def test_documents_of_every_format_are_enriched(pipeline: PipelineRun) -> None:
         for eid, p in pipeline.good.items()
         if p.topic == DOCUMENT_UPLOADED
     }
-    assert set(docs) == {"sotu_2021.txt", "notes.md", "page.html", "scan.pdf", "web-faq.html"}
+    assert set(docs) == {"sotu_2021.txt", "notes.md", "page.html", "scan.pdf", "web-faq.html", "web-flaky"}
     assert "Initech" in docs["web-faq.html"]["summary"]
     assert docs["scan.pdf"]["content_type"] == "application/pdf"
     assert "Globex" in docs["scan.pdf"]["summary"]
@@ -323,6 +350,24 @@ def test_bad_events_are_dead_lettered_with_reason_and_original_bytes(pipeline: P
         if eid in pipeline.bad_values:
             assert value == pipeline.bad_values[eid]
     assert not set(pipeline.bad) & set(pipeline.observed.results)
+
+
+def test_a_retryable_failure_is_retried_until_it_passes(pipeline: PipelineRun) -> None:
+    flaky = [eid for eid, p in pipeline.good.items() if p.key == "web-flaky"]
+    assert flaky and flaky[0] in pipeline.observed.results
+    assert _FlakyHandler.hits["/flaky.html"] == 3  # two 503s through the retry topic, then success
+
+
+def test_retries_run_out_into_the_dlq_with_the_count_and_first_origin(pipeline: PipelineRun) -> None:
+    retryable = [eid for eid, (_, h) in pipeline.observed.dead.items() if h["x-riverbed-retryable"] == "true"]
+    down = [eid for eid in retryable if eid in pipeline.bad]
+    assert len(down) == len(retryable) == 1  # web-down, and nothing else ran out of attempts
+    _, headers = pipeline.observed.dead[down[0]]
+    assert headers["x-riverbed-attempts"] == str(RETRY_ATTEMPTS)
+    assert headers["x-riverbed-error-message"].startswith("HTTP 503")
+    assert headers["x-riverbed-original-topic"] == DOCUMENT_UPLOADED  # not its retry topic
+    assert headers["x-riverbed-first-failure-at"] < headers["x-riverbed-last-failure-at"]
+    assert _FlakyHandler.hits["/down.html"] == RETRY_ATTEMPTS
 
 
 def test_sink_writes_one_trace_per_step_and_one_row_per_result_even_when_replayed(
