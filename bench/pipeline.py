@@ -111,6 +111,7 @@ async def pipeline_figures(
     warm_rows: list[dict[str, str]],
     rss_events: int,
     worker_pid: int,
+    broker_pid: int,
 ) -> list[float]:
     """Print accuracy and RSS figures; return the end-to-end ticket rate (events/s) of each pass."""
     watcher = ResultWatcher(settings)
@@ -120,6 +121,9 @@ async def pipeline_figures(
         await watcher.wait_for({p.event_id for p in warm}, timeout_s=300)
 
         rates = []
+        # Where the CPU goes during the passes (the broker shares the two cores with the worker).
+        cpu = {name: psutil.Process(pid) for name, pid in (("worker", worker_pid), ("broker", broker_pid))}
+        cpu_before = {name: sum(p.cpu_times()[:2]) for name, p in cpu.items()}
         for run_no, rows in enumerate(pass_rows):
             # Never the same texts twice: the worker memoises embeddings by text, so a repeated
             # pass would measure the memo, not the model.
@@ -134,6 +138,12 @@ async def pipeline_figures(
                 correct = sum(watcher.intents[p.event_id] == p.label for p in published)
                 figure("banking77_accuracy", correct / len(published))
 
+        busy = {name: sum(p.cpu_times()[:2]) - cpu_before[name] for name, p in cpu.items()}
+        tickets = sum(len(rows) for rows in pass_rows)
+        print(
+            "CPU per 1,000 tickets over the passes: "
+            + ", ".join(f"{name} {1000 * s / tickets:.2f} s" for name, s in busy.items())
+        )
         worker = psutil.Process(worker_pid)
         window = min(10_000, rss_events // 5)
         rss: dict[str, float] = {}
@@ -180,7 +190,15 @@ def main() -> None:
             print(f"pass {i + 1} texts: raw batched embedding throughput {raw:.1f}/s (median of 3)")
         worker = processes.spawn(settings, "worker", ["worker"])
         rates = asyncio.run(
-            pipeline_figures(settings, test_rows, pass_rows, train_rows[-128:], args.rss_events, worker.pid)
+            pipeline_figures(
+                settings,
+                test_rows,
+                pass_rows,
+                train_rows[-128:],
+                args.rss_events,
+                worker.pid,
+                stack.broker_pid(settings) or 0,
+            )
         )
         ratios = [rate / raw for rate, raw in zip(rates, raw_rates, strict=True)]
         print("per-pass ratios " + ", ".join(f"{r:.3f}" for r in ratios))

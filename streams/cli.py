@@ -14,6 +14,7 @@ from streams import processes, stack
 from streams.config import Settings, get_settings
 from streams.kafka_compat import install_empty_fetch_floor
 from streams.logs import configure_logging
+from streams.ops import Record, Selection
 
 app = typer.Typer(
     help="Riverbed: Kafka events in, AI workflows through one gateway, results and traces out.",
@@ -23,7 +24,19 @@ stack_app = typer.Typer(
     help="The local embedded stack (noida-db broker, chdb, qdrant-edge).", no_args_is_help=True
 )
 app.add_typer(stack_app, name="stack")
+dlq_app = typer.Typer(
+    help="Dead letters: list them, show one, requeue them after a fix.", no_args_is_help=True
+)
+app.add_typer(dlq_app, name="dlq")
+offsets_app = typer.Typer(help="The worker group's committed offsets.", no_args_is_help=True)
+app.add_typer(offsets_app, name="offsets")
 console = Console()
+
+Since = Annotated[str | None, typer.Option("--from", help="ISO time (UTC if no zone), inclusive.")]
+Until = Annotated[str | None, typer.Option("--to", help="ISO time (UTC if no zone), exclusive.")]
+EventIds = Annotated[list[str] | None, typer.Option("--event-id", help="ce_id to select; repeatable.")]
+ErrorClass = Annotated[str | None, typer.Option(help="Only dead letters with this x-riverbed-error-class.")]
+DryRun = Annotated[bool, typer.Option(help="Count and show what would be published; publish nothing.")]
 
 
 def _settings() -> Settings:
@@ -200,6 +213,215 @@ def run(
 
     code = run_main(_settings(), RunOptions(keep=keep, ticket_limit=tickets), console)
     raise typer.Exit(code)
+
+
+def _selection(
+    since: str | None,
+    until: str | None,
+    event_ids: list[str] | None,
+    error_class: str | None,
+    partition: int | None = None,
+    start_offset: int | None = None,
+    end_offset: int | None = None,
+) -> Selection:
+    from streams.ops import Selection, parse_time
+
+    try:
+        return Selection(
+            since=parse_time(since) if since else None,
+            until=parse_time(until) if until else None,
+            partition=partition,
+            start_offset=start_offset,
+            end_offset=end_offset,
+            event_ids=frozenset(event_ids or ()),
+            error_class=error_class,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+def _dlq_topics(topic: str | None) -> list[str]:
+    from streams.topics import INPUT_TOPICS, dlq_topic, origin_topic
+
+    if topic is None:
+        return [dlq_topic(t) for t in INPUT_TOPICS]
+    base = origin_topic(topic.removesuffix(".dlq"))
+    if base not in INPUT_TOPICS:
+        raise typer.BadParameter(
+            f"{topic!r} is not an input topic or its DLQ; expected one of {INPUT_TOPICS}"
+        )
+    return [dlq_topic(base)]
+
+
+def _dead_letters(
+    settings: Settings, topic: str | None, selection: Selection, limit: int | None
+) -> list[Record]:
+    from streams.ops import select
+
+    found: list[Record] = []
+    for name in _dlq_topics(topic):
+        found += asyncio.run(select(settings.kafka_bootstrap, name, selection, limit))
+    return found
+
+
+@dlq_app.command("list")
+def dlq_list(
+    topic: Annotated[str | None, typer.Option(help="Input topic (or its DLQ); default: all.")] = None,
+    error_class: ErrorClass = None,
+    since: Since = None,
+    until: Until = None,
+    limit: Annotated[int, typer.Option(help="At most this many rows per DLQ topic.")] = 50,
+) -> None:
+    """Dead letters with where they came from and why, newest reasons first per topic."""
+    from collections import Counter
+
+    settings = _settings()
+    letters = _dead_letters(settings, topic, _selection(since, until, None, error_class), limit)
+    table = Table("position", "event id", "origin", "step", "error", "attempts", "last failure", "message")
+    for r in letters:
+        h = r.header_values
+        origin = "/".join(h.get(f"x-riverbed-original-{k}", "?") for k in ("topic", "partition", "offset"))
+        table.add_row(
+            r.position,
+            r.event_id,
+            origin,
+            h.get("x-riverbed-step", ""),
+            h.get("x-riverbed-error-class", ""),
+            h.get("x-riverbed-attempts", ""),
+            h.get("x-riverbed-last-failure-at", "")[:19],
+            h.get("x-riverbed-error-message", "")[:80],
+        )
+    console.print(table)
+    by_class = Counter(r.header_values.get("x-riverbed-error-class", "?") for r in letters)
+    console.print(
+        f"{len(letters):,} dead letters: " + ", ".join(f"{c} {n}" for c, n in by_class.most_common())
+    )
+
+
+@dlq_app.command("show")
+def dlq_show(
+    event: Annotated[str, typer.Argument(help="An event id (ce_id) or a position topic/partition/offset.")],
+) -> None:
+    """One dead letter in full: every header and the decoded event (or a hex preview)."""
+    import json
+
+    from streams.codec import CodecError, decode
+
+    settings = _settings()
+    if event.count("/") == 2:
+        topic, partition, offset = event.split("/")
+        selection = _selection(None, None, None, None, int(partition), int(offset), int(offset) + 1)
+        letters = _dead_letters(settings, topic, selection, 1)
+    else:
+        letters = _dead_letters(settings, None, _selection(None, None, [event], None), None)
+    if not letters:
+        console.print(f"[red]no dead letter {event}[/]")
+        raise typer.Exit(1)
+    for r in letters:
+        table = Table("header", "value", title=r.position)
+        for k, v in r.headers:
+            table.add_row(k, v.decode("utf-8", "replace"))
+        console.print(table)
+        try:
+            record = decode(r.topic.removesuffix(".dlq"), r.value or b"")
+            console.print_json(json.dumps(record, default=str))
+        except CodecError as exc:
+            console.print(f"value does not decode ({exc}); first bytes: {(r.value or b'')[:64].hex(' ')}")
+
+
+@dlq_app.command("requeue")
+def dlq_requeue(
+    topic: Annotated[str | None, typer.Option(help="Input topic (or its DLQ); default: all.")] = None,
+    error_class: ErrorClass = None,
+    event_id: EventIds = None,
+    since: Since = None,
+    until: Until = None,
+    dry_run: DryRun = False,
+) -> None:
+    """Publish dead letters back to the topic they came from, original bytes, attempts reset."""
+    from streams.ops import original_topic, republish
+
+    settings = _settings()
+    letters = _dead_letters(settings, topic, _selection(since, until, event_id, error_class), None)
+    if dry_run or not letters:
+        console.print(f"{len(letters):,} dead letters would be requeued" + (" (dry run)" if dry_run else ""))
+        return
+    counts = asyncio.run(republish(settings.kafka_bootstrap, letters, original_topic))
+    console.print("requeued " + ", ".join(f"{n:,} to {t}" for t, n in counts.items()))
+
+
+@app.command()
+def replay(
+    topic: Annotated[str, typer.Argument(help="Topic to read (an input, retry or DLQ topic).")],
+    since: Since = None,
+    until: Until = None,
+    partition: Annotated[int | None, typer.Option(help="Only this partition.")] = None,
+    start_offset: Annotated[int | None, typer.Option(help="First offset (inclusive).")] = None,
+    end_offset: Annotated[int | None, typer.Option(help="Last offset (exclusive).")] = None,
+    event_id: EventIds = None,
+    error_class: ErrorClass = None,
+    target: Annotated[
+        str | None,
+        typer.Option(help="Publish here, e.g. a shadow topic (default: the topic itself; a DLQ's origin)."),
+    ] = None,
+    dry_run: DryRun = False,
+) -> None:
+    """Re-publish a range of a topic so the current workers process it again (after a fix)."""
+    from streams.ops import original_topic, republish, select
+
+    settings = _settings()
+    selection = _selection(since, until, event_id, error_class, partition, start_offset, end_offset)
+    try:
+        records = asyncio.run(select(settings.kafka_bootstrap, topic, selection))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+    def destination(record: Record) -> str:
+        if target:
+            return target
+        return original_topic(record) if topic.endswith(".dlq") else topic
+
+    if dry_run or not records:
+        console.print(f"{len(records):,} records selected from {topic}" + (" (dry run)" if dry_run else ""))
+        return
+    counts = asyncio.run(republish(settings.kafka_bootstrap, records, destination))
+    console.print("replayed " + ", ".join(f"{n:,} to {t}" for t, n in counts.items()))
+
+
+@offsets_app.command("reset")
+def offsets_reset(
+    to: Annotated[str, typer.Option("--to", help="ISO time (UTC if no zone): the new position.")],
+    topic: Annotated[
+        list[str] | None, typer.Option(help="Topics to move; default: every input topic and its retry topic.")
+    ] = None,
+    group: Annotated[str | None, typer.Option(help="Consumer group (default: the worker's, app_id).")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Move the worker group back (or forward) to a point in time. Stop the workers first."""
+    from streams.ops import committed_offsets, parse_time, reset_offsets
+    from streams.topics import INPUT_TOPICS, retry_topic
+
+    settings = _settings()
+    try:
+        when = parse_time(to)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    group_id = group or settings.app_id
+    topics = topic or [t for base in INPUT_TOPICS for t in (base, retry_topic(base))]
+    if processes.running_pid(settings, "worker"):
+        console.print("[red]the worker is running[/]: stop it first (`riverbed stack down` or SIGTERM)")
+        raise typer.Exit(1)
+    current = asyncio.run(committed_offsets(settings.kafka_bootstrap, group_id, topics))
+    console.print(
+        f"group {group_id}: {len(current)} partitions of {', '.join(topics)} move to {when.isoformat()}"
+    )
+    if not yes and not typer.confirm("Commit the new offsets?"):
+        raise typer.Exit(1)
+    moved = asyncio.run(reset_offsets(settings.kafka_bootstrap, group_id, topics, when))
+    table = Table("partition", "was", "now")
+    for tp, offset in sorted(moved.items(), key=lambda item: (item[0].topic, item[0].partition)):
+        table.add_row(f"{tp.topic}/{tp.partition}", str(current.get(tp)), str(offset))
+    console.print(table)
 
 
 if __name__ == "__main__":
