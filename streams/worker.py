@@ -84,18 +84,7 @@ class WorkerRuntime:
         self.deps.vectors.close()
 
     def decode(self, topic: str, batch: Sequence[InboundEvent]) -> tuple[list[WorkItem], BatchOutcome]:
-        """``topic`` is an input topic; events of its retry topic decode the same way."""
-        outcome = BatchOutcome()
-        items: list[WorkItem] = []
-        for inbound in batch:
-            headers = env.header_map(inbound.headers)
-            try:
-                envelope = env.decode_event(topic, inbound.value, headers, self.deps.settings.max_event_bytes)
-            except (CodecError, env.EnvelopeError) as exc:
-                outcome.failures.append((inbound, StepFailure.from_exception("decode", exc, retryable=False)))
-                continue
-            items.append(WorkItem(inbound, envelope, attempt=delivery_attempt(headers)))
-        return items, outcome
+        return decode_batch(topic, batch, self.deps.settings.max_event_bytes)
 
     async def handle(
         self, topic: str, batch: Sequence[InboundEvent], send: Send, turn: Turn | None = None
@@ -168,3 +157,21 @@ class WorkerRuntime:
         await asyncio.gather(*pending)
         self.stats.results[topic] += len(outcome.results)
         self.stats.traces += len(outcome.traces)
+
+
+def decode_batch(
+    topic: str, batch: Sequence[InboundEvent], max_event_bytes: int
+) -> tuple[list[WorkItem], BatchOutcome]:
+    """Events that decode become work items; every other one a non-retryable failure, whatever its
+    bytes. ``topic`` is an input topic; events of its retry topic decode the same way."""
+    outcome = BatchOutcome()
+    items: list[WorkItem] = []
+    for inbound in batch:
+        headers = env.header_map(inbound.headers)
+        try:
+            envelope = env.decode_event(topic, inbound.value, headers, max_event_bytes)
+        except (CodecError, env.EnvelopeError) as exc:
+            outcome.failures.append((inbound, StepFailure.from_exception("decode", exc, retryable=False)))
+            continue
+        items.append(WorkItem(inbound, envelope, attempt=delivery_attempt(headers)))
+    return items, outcome

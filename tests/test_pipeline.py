@@ -46,7 +46,7 @@ from streams.topics import (
     TICKET_CREATED,
     dlq_topic,
 )
-from tests.conftest import run
+from tests.conftest import drain_sink, run
 from tests.test_textract import build_pdf
 
 TICKETS = 120
@@ -379,7 +379,7 @@ def test_sink_writes_one_trace_per_step_and_one_row_per_result_even_when_replaye
         migrate(client)
         for attempt in range(2):  # the second pass is a full replay under a new consumer group
             sink_settings = settings.model_copy(update={"app_id": f"riverbed-e2e-sink-{attempt}"})
-            _drain(ClickHouseSink(sink_settings, client))
+            drain_sink(ClickHouseSink(sink_settings, client))
             ids = ",".join(f"'{eid}'" for eid in pipeline.good)
             per_step = client.query_rows(
                 f"SELECT workflow, step, count(), uniqExact(event_id) FROM traces FINAL "
@@ -398,21 +398,6 @@ def test_sink_writes_one_trace_per_step_and_one_row_per_result_even_when_replaye
         assert statuses == [("ok", "local")]
     finally:
         client.close()
-
-
-def _drain(sink: ClickHouseSink) -> None:
-    async def go() -> None:
-        task = asyncio.create_task(sink.run())
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 60
-        while loop.time() < deadline and await sink.lag() != 0:
-            await asyncio.sleep(0.1)
-        sink.stop()
-        await asyncio.wait_for(task, 30)
-        assert await sink.lag() in (0, -1)
-
-    run(go())
-    assert sink.stats.rows["traces"] > 0
 
 
 def test_vectors_are_in_the_store_with_deterministic_ids(pipeline: PipelineRun) -> None:
@@ -439,7 +424,8 @@ def test_documented_queries_run_on_pipeline_data(pipeline: PipelineRun) -> None:
     client = connect(pipeline.settings.effective_clickhouse_dsn, "e2e")
     try:
         migrate(client)
-        _drain(ClickHouseSink(pipeline.settings.model_copy(update={"app_id": "riverbed-e2e-docs"}), client))
+        docs_sink = pipeline.settings.model_copy(update={"app_id": "riverbed-e2e-docs"})
+        drain_sink(ClickHouseSink(docs_sink, client))
         for sql in queries:
             rows = client.query_rows(sql)
             assert rows or "may be empty" in sql, f"no rows from:\n{sql}"
