@@ -22,6 +22,23 @@ HEADER_PREFIX = "x-riverbed-"
 ATTEMPTS = HEADER_PREFIX + "attempts"
 NEXT_ATTEMPT_AT = HEADER_PREFIX + "next-attempt-at"
 ERROR_CLASS = HEADER_PREFIX + "error-class"
+REASON_FIELDS = (
+    "original-topic",
+    "original-partition",
+    "original-offset",
+    "error-class",
+    "error-message",
+    "step",
+    "retryable",
+    "attempts",
+    "first-failure-at",
+    "last-failure-at",
+    "worker-id",
+    "next-attempt-at",
+)
+"""The failure headers a routed event carries; they are replaced on every failure. Other
+``x-riverbed-*`` headers (a replay's ``replayed-from``) travel on untouched."""
+_REASON_HEADERS = frozenset(HEADER_PREFIX + f for f in REASON_FIELDS)
 
 
 def worker_id() -> str:
@@ -97,7 +114,7 @@ class FailureRouter:
             target = retry_topic(topic)
         else:
             target = dlq_topic(topic)
-        original = [(k, v) for k, v in inbound.headers if not k.startswith(HEADER_PREFIX)]
+        original = [(k, v) for k, v in inbound.headers if k not in _REASON_HEADERS]
         headers = original + [(HEADER_PREFIX + k, v.encode("utf-8", "replace")) for k, v in reason.items()]
         event_id = previous.get("ce_id") or f"{inbound.topic}:{inbound.partition}:{inbound.offset}"
         return OutboundEvent(target, inbound.key or b"", inbound.value or b"", headers, event_id)

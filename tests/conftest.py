@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import csv
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -86,6 +88,20 @@ def trained_models(base_settings: Settings) -> Path:
 
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
+
+
+def cli(settings: Settings, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``riverbed <args>`` as an operator would, with ``settings`` as its environment."""
+    from streams import processes
+
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args],
+        env={**processes.settings_env(settings), "COLUMNS": "200"},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def drain_sink(sink: Any, timeout_s: float = 60) -> None:

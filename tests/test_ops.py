@@ -3,9 +3,6 @@ requeue by error class, and a consumer-group offset reset by time (library and C
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -15,7 +12,6 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from agents.outcome import InboundEvent, StepFailure
 from agents.routing import FailureRouter, RetryPolicy
-from streams import processes
 from streams.config import Settings
 from streams.ops import (
     REPLAYED_FROM,
@@ -27,7 +23,7 @@ from streams.ops import (
     select,
 )
 from streams.topics import TICKET_CREATED, dlq_topic
-from tests.conftest import run
+from tests.conftest import cli, run
 
 
 async def _create(bootstrap: str, *names: str, partitions: int = 2) -> None:
@@ -152,19 +148,6 @@ def test_offsets_reset_by_time_commits_the_first_offset_at_or_after_it(broker: S
     assert {tp.partition: o for tp, o in moved.items()} == {0: 5, 1: 5}
 
 
-def _cli(settings: Settings, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**processes.settings_env(settings), "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=os.getcwd(),
-    )
-
-
 def test_cli_lists_and_dry_runs_requeue_of_dead_letters(broker: Settings) -> None:
     marker = f"cli-{uuid.uuid4().hex[:8]}"
     failure = StepFailure("fetch", f"Err{marker}", "HTTP 503 from upstream", retryable=True)
@@ -181,13 +164,13 @@ def test_cli_lists_and_dry_runs_requeue_of_dead_letters(broker: Settings) -> Non
             await producer.stop()
 
     run(publish_letter())
-    listed = _cli(broker, "dlq", "list", "--error-class", f"Err{marker}")
+    listed = cli(broker, "dlq", "list", "--error-class", f"Err{marker}")
     assert listed.returncode == 0, listed.stderr
     assert marker in listed.stdout and "ticket.created.v1/1/42" in listed.stdout
     assert "1 dead letters" in listed.stdout
-    dry = _cli(broker, "dlq", "requeue", "--error-class", f"Err{marker}", "--dry-run")
+    dry = cli(broker, "dlq", "requeue", "--error-class", f"Err{marker}", "--dry-run")
     assert dry.returncode == 0 and "1 dead letters would be requeued" in dry.stdout
-    shown = _cli(broker, "dlq", "show", marker)
+    shown = cli(broker, "dlq", "show", marker)
     assert shown.returncode == 0 and "HTTP 503 from upstream" in shown.stdout
 
 
@@ -195,10 +178,10 @@ def test_cli_offsets_reset_asks_before_it_commits(broker: Settings, topic: str) 
     group = f"ops-cli-{uuid.uuid4().hex[:8]}"
     four_hours_in = (T0 + timedelta(hours=4)).strftime("%Y-%m-%dT%H:%MZ")
     args = ("offsets", "reset", "--to", four_hours_in, "--topic", topic, "--group", group)
-    declined = _cli(broker, *args, stdin="n\n")
+    declined = cli(broker, *args, stdin="n\n")
     assert declined.returncode == 1
     assert all(o is None for o in run(committed_offsets(broker.kafka_bootstrap, group, [topic])).values())
-    accepted = _cli(broker, *args, "--yes")
+    accepted = cli(broker, *args, "--yes")
     assert accepted.returncode == 0, accepted.stderr
     committed = run(committed_offsets(broker.kafka_bootstrap, group, [topic]))
     assert {tp.partition: o for tp, o in committed.items()} == {0: 2, 1: 2}

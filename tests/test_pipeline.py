@@ -46,7 +46,7 @@ from streams.topics import (
     TICKET_CREATED,
     dlq_topic,
 )
-from tests.conftest import drain_sink, run
+from tests.conftest import cli, drain_sink, run
 from tests.test_textract import build_pdf
 
 TICKETS = 120
@@ -70,6 +70,9 @@ class PipelineRun:
     bad_values: dict[str, bytes]
     observed: Observed
     docs_dir: Path
+    requeued: Observed
+    """What came out after the DLQ's fetch failures were requeued once the outage was over."""
+    fetch_failures: set[str]
 
 
 def _bad_ticket_events() -> list[tuple[str, bytes, list[tuple[str, bytes]], str]]:
@@ -246,13 +249,22 @@ def pipeline(
         bad = {**bad_doc_ids, **{eid: step for eid, _, _, step in raw_bad}}
         observed = run(_observe(settings, start, set(good) | set(bad), timeout_s=240))
         assert worker.poll() is None, "the worker must survive bad events"
+        # The fix: the outage is over. An operator requeues that error class from the DLQ.
+        _FlakyHandler.outage_over = True
+        fetch_failures = {eid for eid, step in bad_doc_ids.items() if step == "fetch"}
+        restart = run(end_offsets(settings.kafka_bootstrap, [*RESULT_TOPICS, dlq_topic(DOCUMENT_UPLOADED)]))
+        requeue = cli(settings, "dlq", "requeue", "--topic", DOCUMENT_UPLOADED, "--error-class", "FetchError")
+        assert requeue.returncode == 0, requeue.stderr
+        requeued = run(_observe(settings, restart, fetch_failures, timeout_s=120))
     finally:
         # Stop before the tests look: the worker owns the embedded vector store's path.
         clean = processes.stop(worker.pid, timeout_s=30)
         server.shutdown()
         server.server_close()
     assert clean, f"worker did not stop cleanly on SIGTERM; see {root / 'worker.log'}"
-    yield PipelineRun(settings, good, bad, {eid: v for eid, v, _, _ in raw_bad}, observed, docs)
+    yield PipelineRun(
+        settings, good, bad, {eid: v for eid, v, _, _ in raw_bad}, observed, docs, requeued, fetch_failures
+    )
 
 
 class _FlakyHandler(SimpleHTTPRequestHandler):
@@ -260,13 +272,15 @@ class _FlakyHandler(SimpleHTTPRequestHandler):
     always 503. ``hits`` counts requests per path."""
 
     hits: ClassVar[Counter[str]] = Counter()
+    outage_over: ClassVar[bool] = False
 
     def do_GET(self) -> None:
         self.hits[self.path] += 1
-        if self.path == "/down.html" or (self.path == "/flaky.html" and self.hits[self.path] <= 2):
+        down = self.path == "/down.html" and not self.outage_over
+        if down or (self.path == "/flaky.html" and self.hits[self.path] <= 2):
             self.send_error(503, "scripted outage")
             return
-        if self.path == "/flaky.html":
+        if self.path in ("/flaky.html", "/down.html"):
             self.path = "/faq.html"
         super().do_GET()
 
@@ -367,7 +381,25 @@ def test_retries_run_out_into_the_dlq_with_the_count_and_first_origin(pipeline: 
     assert headers["x-riverbed-error-message"].startswith("HTTP 503")
     assert headers["x-riverbed-original-topic"] == DOCUMENT_UPLOADED  # not its retry topic
     assert headers["x-riverbed-first-failure-at"] < headers["x-riverbed-last-failure-at"]
-    assert _FlakyHandler.hits["/down.html"] == RETRY_ATTEMPTS
+    assert _FlakyHandler.hits["/down.html"] >= RETRY_ATTEMPTS
+
+
+def test_requeued_dead_letters_complete_after_the_fix(pipeline: PipelineRun) -> None:
+    """web-down now answers: its requeued event completes. The 404 and the missing file still
+    cannot: they are back in the DLQ, attempts counted afresh, not lost."""
+    [down] = [
+        eid
+        for eid in pipeline.fetch_failures
+        if pipeline.observed.dead[eid][1]["x-riverbed-retryable"] == "true"
+    ]
+    assert down in pipeline.requeued.results
+    [(result_id, record)] = pipeline.requeued.results[down]
+    assert "Initech" in record["summary"]
+    for eid in pipeline.fetch_failures - {down}:
+        _, headers = pipeline.requeued.dead[eid]
+        assert headers["x-riverbed-attempts"] == "1"
+        assert headers["x-riverbed-replayed-from"].startswith(dlq_topic(DOCUMENT_UPLOADED))
+    assert result_id
 
 
 def test_sink_writes_one_trace_per_step_and_one_row_per_result_even_when_replayed(
@@ -407,6 +439,8 @@ def test_vectors_are_in_the_store_with_deterministic_ids(pipeline: PipelineRun) 
         if p.topic == DOCUMENT_UPLOADED
     }
     chunks = sum(d["chunk_count"] for d in docs.values())
+    # plus the document that completed once requeued after its outage
+    chunks += sum(r["chunk_count"] for results in pipeline.requeued.results.values() for _, r in results)
     store = EdgeVectorStore(pipeline.settings.qdrant_path, pipeline.settings.qdrant_collection)
     try:
         assert store.count("acme") == chunks + TICKETS

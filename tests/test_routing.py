@@ -69,3 +69,11 @@ def test_garbage_retry_headers_do_not_break_routing() -> None:
     assert delivery_attempt({"x-riverbed-attempts": "lots"}) == 1
     assert due_at({"x-riverbed-next-attempt-at": "soon"}) is None
     assert due_at({}) is None
+
+
+def test_a_replay_marker_survives_failure_routing() -> None:
+    requeued = InboundEvent(
+        "ticket.created.v1", 0, 3, b"k", b"v", (("ce_id", b"e"), ("x-riverbed-replayed-from", b"t.dlq/0/9"))
+    )
+    routed = FailureRouter(POLICY).route(requeued, TIMEOUT, now=NOW)
+    assert header_map(routed.headers)["x-riverbed-replayed-from"] == "t.dlq/0/9"
