@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import csv
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from aiokafka import AIOKafkaConsumer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import figure, free_port
 from gateway.local.training import BANKING77_TEST, BANKING77_TRAIN, train
 from streams import envelope as env
 from streams import processes, stack
@@ -39,17 +39,6 @@ from streams.publish import Published, publish, read_rows, ticket_drafts
 from streams.topics import TICKET_TRIAGED
 
 TICKETS_PER_ROUND = 200
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def figure(name: str, value: float) -> None:
-    print(f"FIGURE {name} {value:.4f}", flush=True)
 
 
 async def first_result_after(settings: Settings, causes: set[str], timeout_s: float) -> tuple[float, int]:

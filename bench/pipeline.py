@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from aiokafka import AIOKafkaConsumer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import figure, free_port
 from gateway.local.embedder import Embedder
 from gateway.local.training import BANKING77_TEST, BANKING77_TRAIN, train
 from streams import envelope as env
@@ -36,17 +36,6 @@ from streams.publish import Draft, publish, read_rows, ticket_drafts
 from streams.topics import TICKET_TRIAGED
 
 PIPELINE_PASSES = 3
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def figure(name: str, value: float) -> None:
-    print(f"FIGURE {name} {value:.4f}", flush=True)
 
 
 class ResultWatcher:
