@@ -80,7 +80,6 @@ class InFlightBatches:
         self._last_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._failure: BaseException | None = None
-        self.acked_batches = 0
 
     @property
     def in_flight(self) -> int:
@@ -121,7 +120,6 @@ class InFlightBatches:
             if before is not None:
                 await before  # raises if an earlier batch failed: then this one must not be acked
             await self._ack(events)
-            self.acked_batches += 1
         except Exception as exc:
             self._failure = self._failure or exc
             raise
