@@ -310,6 +310,8 @@ def dlq_show(
     settings = _settings()
     if event.count("/") == 2:
         topic, partition, offset = event.split("/")
+        if not (partition.isdigit() and offset.isdigit()):
+            raise typer.BadParameter(f"{event!r}: a position is <topic>/<partition>/<offset>")
         selection = _selection(None, None, None, None, int(partition), int(offset), int(offset) + 1)
         letters = _dead_letters(settings, topic, selection, 1)
     else:
