@@ -17,10 +17,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,12 +26,11 @@ from aiokafka import AIOKafkaConsumer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import figure, free_port
+from bench.common import embedded_stack, figure
 from gateway.local.training import BANKING77_TEST, BANKING77_TRAIN, train
 from streams import envelope as env
 from streams import processes, stack
 from streams.config import Settings
-from streams.kafka_compat import install_empty_fetch_floor
 from streams.offsets import partitions_of
 from streams.publish import Published, publish, read_rows, ticket_drafts
 from streams.topics import TICKET_TRIAGED
@@ -74,13 +71,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="riverbed-delivery-"))
-    settings = Settings(data_dir=root, kafka_bootstrap=f"127.0.0.1:{free_port()}", app_id="riverbed-delivery")
-    install_empty_fetch_floor(settings.kafka_empty_fetch_floor_ms)
+    with embedded_stack("delivery") as settings:
+        run_rounds(settings, args.rounds)
+
+
+def run_rounds(settings: Settings, rounds: int) -> None:
     worker = None
     try:
-        stack.up(settings)
-        subset = root / "train-subset.csv"
+        subset = settings.data_dir / "train-subset.csv"
         with BANKING77_TRAIN.open(newline="", encoding="utf-8") as src, subset.open("w", newline="") as dst:
             rows = list(csv.DictReader(src))[::5]
             writer = csv.DictWriter(dst, fieldnames=["text", "category"])
@@ -97,7 +95,7 @@ def main() -> None:
         warm = publish_round(0)
         asyncio.run(first_result_after(settings, {p.event_id for p in warm}, timeout_s=300))
         recoveries = []
-        for round_no in range(1, args.rounds + 1):
+        for round_no in range(1, rounds + 1):
             before = publish_round(100 + round_no)
             stack.down(settings)
             time.sleep(2)  # the broker stays down a moment: the worker must notice and reconnect
@@ -119,8 +117,6 @@ def main() -> None:
     finally:
         if worker is not None:
             processes.stop(worker.pid)
-        stack.down(settings)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

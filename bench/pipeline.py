@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,14 +21,13 @@ from aiokafka import AIOKafkaConsumer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import figure, free_port
+from bench.common import embedded_stack, figure
 from gateway.local.embedder import Embedder
 from gateway.local.training import BANKING77_TEST, BANKING77_TRAIN, train
 from streams import envelope as env
 from streams import processes, stack
 from streams.codec import decode
 from streams.config import Settings
-from streams.kafka_compat import install_empty_fetch_floor
 from streams.offsets import partitions_of
 from streams.publish import Draft, publish, read_rows, ticket_drafts
 from streams.topics import TICKET_TRIAGED
@@ -159,12 +156,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rss-events", type=int, default=50_000)
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="riverbed-bench-"))
-    settings = Settings(data_dir=root, kafka_bootstrap=f"127.0.0.1:{free_port()}", app_id="riverbed-bench")
-    install_empty_fetch_floor(settings.kafka_empty_fetch_floor_ms)
+    with embedded_stack("bench") as settings:
+        run_figures(settings, args.rss_events)
+
+
+def run_figures(settings: Settings, rss_events: int) -> None:
     worker = None
     try:
-        stack.up(settings)
         report = train(settings.models_dir, settings.intent_model, BANKING77_TRAIN)
         print(f"trained {report.name}@{report.version}: cv {report.cv_scores}")
         test_rows = list(read_rows(BANKING77_TEST))
@@ -184,7 +182,7 @@ def main() -> None:
                 test_rows,
                 pass_rows,
                 train_rows[-128:],
-                args.rss_events,
+                rss_events,
                 worker.pid,
                 stack.broker_pid(settings) or 0,
             )
@@ -195,8 +193,6 @@ def main() -> None:
     finally:
         if worker is not None:
             processes.stop(worker.pid)
-        stack.down(settings)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
