@@ -205,14 +205,21 @@ async def reset_offsets(
         targets = await _offsets_at(reader, parts, when, ends)
     finally:
         await reader.stop()
+    await commit_offsets(bootstrap, group, targets)
+    return targets
+
+
+async def commit_offsets(bootstrap: str, group: str, offsets: dict[TopicPartition, int]) -> None:
+    """Commit ``offsets`` for ``group`` from outside it (the group must have no live members)."""
+    if not offsets:
+        return
     committer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     await committer.start()
     try:
-        committer.assign(parts)
-        await committer.commit({tp: OffsetAndMetadata(offset, "") for tp, offset in targets.items()})
+        committer.assign(list(offsets))
+        await committer.commit({tp: OffsetAndMetadata(offset, "") for tp, offset in offsets.items()})
     finally:
         await committer.stop()
-    return targets
 
 
 async def committed_offsets(

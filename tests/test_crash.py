@@ -20,8 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.structs import OffsetAndMetadata
+from aiokafka import TopicPartition
 
 from sinks.clickhouse import connect, migrate
 from sinks.service import ClickHouseSink
@@ -29,7 +28,7 @@ from streams import envelope as env
 from streams import processes
 from streams.config import PROJECT_ROOT, Settings
 from streams.offsets import end_offsets, reader_from
-from streams.ops import committed_offsets
+from streams.ops import commit_offsets, committed_offsets
 from streams.publish import publish, ticket_drafts
 from streams.topics import AI_TRACES, INPUT_TOPICS, TICKET_TRIAGED, retry_topic
 from tests.conftest import drain_sink, run
@@ -69,17 +68,9 @@ async def _carry_offsets(bootstrap: str, old_group: str, new_group: str) -> int:
     """Start ``new_group`` where ``old_group`` committed; returns how many offsets that skips."""
     topics = [t for base in INPUT_TOPICS for t in (base, retry_topic(base))]
     committed = await committed_offsets(bootstrap, old_group, topics)
-    offsets = {tp: OffsetAndMetadata(o, "") for tp, o in committed.items() if o is not None}
-    if not offsets:
-        return 0
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=new_group, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        consumer.assign(list(offsets))
-        await consumer.commit(offsets)
-    finally:
-        await consumer.stop()
-    return sum(o.offset for o in offsets.values())
+    offsets = {tp: o for tp, o in committed.items() if o is not None}
+    await commit_offsets(bootstrap, new_group, offsets)
+    return sum(offsets.values())
 
 
 def _tickets() -> list[dict[str, str]]:
