@@ -1,148 +1,660 @@
-"""The gateway's whole policy for now: task → the one provider that serves it, a deadline per call,
-one trace per attempt, and failures isolated to the request that caused them.
+"""The one way any model is called: policy → cache → budget → rate limit → provider, with fallback.
 
-Workflows hand it a batch of requests for one task (one per event) because the local models are
-several times faster per item in batches; if the batch fails, each request is retried alone so one
-poisonous input cannot fail its neighbours.
+For one request the gateway walks the task's routes in policy order (restricted data: local routes
+only; an A/B split picks its arm by event id, so a replay takes the same arm). On each route it
+retries what may pass on a second try (timeouts, 429 honouring Retry-After, 5xx) with exponential
+backoff and full jitter inside the call's deadline, then falls back to the next route; a 400-class
+content error stops at once. Every attempt leaves a trace. Workflows hand it batches of one task:
+batches go to the local tier in one call (several times faster per item) and fall back per request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
+import random
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
 from typing import Any, Protocol
 
+import jsonschema
 import structlog
 
-from gateway.models import GatewayError, ModelRequest, ModelResponse, ProviderResult, Task
+from gateway.breaker import BreakerState, CircuitBreaker
+from gateway.budget import BudgetLedger, Reservation
+from gateway.cache import Coalescer, ExactCache, request_key
+from gateway.errors import (
+    AllRoutesFailed,
+    AttemptError,
+    BreakerOpen,
+    BudgetExceeded,
+    ContentRejected,
+    ContextOverflow,
+    DeadlineExceeded,
+    Disposition,
+    FailedAttempt,
+    GatewayError,
+    MalformedResponse,
+    NoEligibleRoute,
+    OverCostCap,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RateLimited,
+)
+from gateway.limits import ProviderLimits, estimate_tokens
+from gateway.models import CallContext, ModelRequest, ModelResponse, ProviderResult
+from gateway.policy import Policy, PolicyStore, ProviderConfig, Route, TaskPolicy
 from gateway.pricing import PriceTable, load_prices
-from gateway.tracing import trace_id, trace_record
+from gateway.providers.anthropic import AnthropicProvider
+from gateway.providers.base import HttpProvider, Message, Reply, Secrets, Usage
+from gateway.providers.openai import OpenAIProvider
+from gateway.semantic_cache import SemanticCache
+from gateway.tracing import AttemptFacts, trace_record
 
 log = structlog.get_logger(__name__)
 TraceRecord = dict[str, Any]
+BREAKER_NEUTRAL = (ContentRejected, ContextOverflow, BreakerOpen, OverCostCap, DeadlineExceeded)
+"""Errors about the request or our own limits, not the provider's health: not counted by breakers."""
 
 
-class Provider(Protocol):
+class LocalTier(Protocol):
+    """The in-process provider (gateway/local): answers batches of one task."""
+
     name: str
 
-    def model_for(self, task: Task) -> str: ...
+    def model_for(self, task: Any) -> str: ...
 
-    def prompt_version(self, task: Task) -> str: ...
+    def prompt_version(self, task: Any) -> str: ...
 
-    async def run(self, task: Task, requests: Sequence[ModelRequest]) -> list[ProviderResult]: ...
+    async def run(self, task: Any, requests: Sequence[ModelRequest]) -> list[ProviderResult]: ...
+
+
+@dataclass
+class _Call:
+    """One request's walk over its routes."""
+
+    req: ModelRequest
+    policy: Policy
+    task_policy: TaskPolicy
+    deadline: float
+    traces: list[TraceRecord]
+    failed: list[FailedAttempt] = field(default_factory=list)
+    seq: int = 0
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+
+def ad_hoc_context(tenant: str, task: str, sensitivity: str = "internal") -> CallContext:
+    """Context of a call made outside a workflow (a script, the benchmark): its own event id."""
+    event_id = f"adhoc-{random.getrandbits(64):016x}"
+    return CallContext(event_id, tenant, "adhoc", "adhoc", task, datetime.now(UTC), sensitivity)
 
 
 class Gateway:
-    def __init__(self, provider: Provider, *, deadline_s: float = 60.0, prices: PriceTable | None = None):
-        self._provider = provider
-        self._deadline_s = deadline_s
+    def __init__(
+        self,
+        local: LocalTier | None = None,
+        *,
+        policy: PolicyStore | None = None,
+        policy_file: Path | None = None,
+        prices: PriceTable | None = None,
+        secrets: Secrets | None = None,
+        semantic_cache: SemanticCache | None = None,
+    ) -> None:
+        self.local = local
+        self._semantic = semantic_cache
+        self._policy = policy or (PolicyStore(policy_file) if policy_file else PolicyStore())
         self._prices = prices or load_prices()
+        self._secrets = secrets or Secrets()
+        self._providers: dict[tuple[str, ProviderConfig], HttpProvider] = {}
+        self._limits: dict[tuple[str, ProviderConfig], ProviderLimits] = {}
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self.budget = BudgetLedger(self._policy.policy.budgets)
+        self._cache: ExactCache[ModelResponse] = ExactCache()
+        self._coalescer: Coalescer[ModelResponse] = Coalescer()
+
+    # -- public API -----------------------------------------------------------------------------
 
     @property
-    def provider(self) -> Provider:
-        return self._provider
+    def policy(self) -> Policy:
+        return self._policy.policy
 
-    def model_key(self, task: Task) -> str:
-        return f"{self._provider.name}/{self._provider.model_for(task)}"
+    def prompt_version(self, task: str) -> str:
+        """Version of what answers ``task`` first: the local artifact, or the task's prompt version."""
+        policy = self.policy
+        route = policy.task(task).routes[0]
+        if policy.providers[route.provider].kind == "local" and self.local is not None:
+            return self.local.prompt_version(task)
+        return policy.task(task).prompt_version
+
+    def breaker_state(self, route: str) -> BreakerState:
+        breaker = self._breakers.get(route)
+        return breaker.state if breaker else BreakerState.CLOSED
+
+    async def complete(
+        self,
+        task: str,
+        messages: str | Sequence[Message],
+        *,
+        tenant: str,
+        context: CallContext | None = None,
+        json_schema: dict[str, Any] | None = None,
+        sensitivity: str = "internal",
+        traces: list[TraceRecord] | None = None,
+    ) -> ModelResponse:
+        """Answer one chat-style request; raises a GatewayError subclass when no route can."""
+        ctx = context or ad_hoc_context(tenant, task, sensitivity)
+        if isinstance(messages, str):
+            req = ModelRequest(task, ctx, text=messages, json_schema=json_schema)
+        else:
+            req = ModelRequest(task, ctx, messages=tuple(messages), json_schema=json_schema)
+        return await self._serve(req, [] if traces is None else traces)
+
+    async def embed(
+        self,
+        texts: Sequence[str],
+        *,
+        tenant: str,
+        task: str = "embed",
+        context: CallContext | None = None,
+        traces: list[TraceRecord] | None = None,
+    ) -> ModelResponse:
+        ctx = context or ad_hoc_context(tenant, task)
+        req = ModelRequest(task, ctx, parts=tuple(texts))
+        return await self._serve(req, [] if traces is None else traces)
 
     async def run(
         self, requests: Sequence[ModelRequest], traces: list[TraceRecord]
     ) -> list[ModelResponse | GatewayError]:
-        """Answer every request (all of one task); append one trace per attempt to ``traces``."""
+        """Answer a batch of one task (one request per event); failures come back in place, typed."""
         if not requests:
             return []
         task = requests[0].task
-        if any(r.task is not task for r in requests):
+        if any(r.task != task for r in requests):
             raise ValueError("a gateway batch must hold one task")
-        started = datetime.now(UTC)
-        t0 = time.perf_counter()
-        try:
-            results = await asyncio.wait_for(self._provider.run(task, requests), self._deadline_s)
-        except Exception as exc:  # the batch failed: isolate the culprit(s) one by one
-            log.warning("gateway_batch_failed", task=task.value, size=len(requests), error=repr(exc))
-            if len(requests) == 1:
-                return [self._failure(requests[0], exc, started, time.perf_counter() - t0, traces)]
-            singles = [await self.run([r], traces) for r in requests]
-            return [s[0] for s in singles]
-        # Each request waited for the whole batch call: that wall time is the latency it experienced.
-        elapsed_s = time.perf_counter() - t0
-        return [
-            self._success(r, res, started, elapsed_s, traces)
-            for r, res in zip(requests, results, strict=True)
-        ]
+        policy = self.policy
+        first = policy.task(task).routes[0]
+        if policy.providers[first.provider].kind == "local" and len(requests) > 1:
+            return await self._run_local_batch(requests, first, policy, traces)
+        served = await asyncio.gather(*(self._serve_or_error(r, traces) for r in requests))
+        return list(served)
 
-    def _success(
+    async def aclose(self) -> None:
+        for provider in self._providers.values():
+            await provider.aclose()
+        self._providers.clear()
+
+    # -- one request ------------------------------------------------------------------------------
+
+    async def _serve_or_error(
+        self, req: ModelRequest, traces: list[TraceRecord]
+    ) -> ModelResponse | GatewayError:
+        try:
+            return await self._serve(req, traces)
+        except GatewayError as exc:
+            return exc
+
+    async def _serve(self, req: ModelRequest, traces: list[TraceRecord]) -> ModelResponse:
+        policy = self.policy
+        task_policy = policy.task(req.task)
+        key = request_key(req.context.tenant_id, req.task, self._policy.fingerprint, _cache_payload(req))
+        if task_policy.cache_ttl_s is not None:
+            started, t0 = datetime.now(UTC), time.perf_counter()
+            cached = self._cache.get(key)
+            if cached is not None:
+                return self._reuse(req, cached, "hit", started, t0, traces)
+        started, t0 = datetime.now(UTC), time.perf_counter()
+        semantic = self._semantic if task_policy.semantic_threshold is not None else None
+        vector: Sequence[float] = ()
+        if semantic is not None:
+            hit, vector = await semantic.lookup(
+                req.context.tenant_id,
+                req.task,
+                self._policy.fingerprint,
+                _prompt_text(req),
+                task_policy.semantic_threshold or 1.0,
+            )
+            if hit is not None:
+                found = ModelResponse(
+                    req.task,
+                    hit.output,
+                    hit.provider,
+                    hit.model,
+                    hit.route,
+                    0,
+                    0,
+                    0.0,
+                    Decimal(0),
+                    "semantic_hit",
+                    0,
+                    "",
+                )
+                return self._reuse(req, found, "semantic_hit", started, t0, traces)
+        call = _Call(req, policy, task_policy, time.monotonic() + task_policy.deadline_s, traces)
+        response, shared = await self._coalescer.run(key, lambda: self._walk(call, self._routes(call)))
+        if shared:
+            return self._reuse(req, response, "coalesced", started, t0, traces)
+        if task_policy.cache_ttl_s is not None:
+            self._cache.put(key, response, task_policy.cache_ttl_s)
+        if semantic is not None:
+            semantic.store(
+                req.context.tenant_id,
+                req.task,
+                self._policy.fingerprint,
+                _prompt_text(req),
+                vector,
+                output=response.output,
+                provider=response.provider,
+                model=response.model,
+                route=response.route,
+            )
+        return response
+
+    def _reuse(
         self,
         req: ModelRequest,
-        res: ProviderResult,
+        response: ModelResponse,
+        status: str,
         started: datetime,
-        elapsed_s: float,
+        t0: float,
         traces: list[TraceRecord],
     ) -> ModelResponse:
-        model = self._provider.model_for(req.task)
-        cost = self._prices.cost(self.model_key(req.task), res.input_tokens, res.output_tokens)
-        cache_status = "hit" if res.cached else "miss"
-        traces.append(
-            trace_record(
-                ctx=req.context,
-                task=req.task,
-                attempt=req.context.attempt,
-                provider=self._provider.name,
-                model=model,
-                input_tokens=res.input_tokens,
-                output_tokens=res.output_tokens,
-                prompt_version=self._provider.prompt_version(req.task),
-                latency_ms=elapsed_s * 1000,
-                cost_usd=cost,
-                price_version=self._prices.version,
-                cache_status=cache_status,
-                error=None,
-                started_at=started,
-            )
+        """An answer served without a provider call: traced (at zero cost) so the event's lineage and
+        the cache hit rate are visible."""
+        facts = AttemptFacts(
+            route=response.route,
+            provider=response.provider,
+            request_model=response.model,
+            response_model=response.model,
+            call_attempt=1,
+            breaker_state=BreakerState.CLOSED.value,
+            prompt_version=self.prompt_version(req.task),
+            latency_ms=(time.perf_counter() - t0) * 1000,
+            started_at=started,
+            cost_usd=Decimal(0),
+            cache_status=status,
         )
+        traces.append(trace_record(req.context, req.task, facts, self._prices.version))
         return ModelResponse(
-            task=req.task,
-            output=res.output,
-            provider=self._provider.name,
-            model=model,
-            input_tokens=res.input_tokens,
-            output_tokens=res.output_tokens,
-            latency_ms=elapsed_s * 1000,
-            cost_usd=cost,
-            cache_status=cache_status,
-            attempts=1,
-            trace_id=trace_id(req.context, req.context.attempt),
+            task=response.task,
+            output=response.output,
+            provider=response.provider,
+            model=response.model,
+            route=response.route,
+            input_tokens=0,
+            output_tokens=0,
+            latency_ms=facts.latency_ms,
+            cost_usd=Decimal(0),
+            cache_status=status,
+            attempts=0,
+            trace_id=traces[-1]["trace_id"],
         )
 
-    def _failure(
+    def _routes(self, call: _Call) -> list[Route]:
+        routes = call.task_policy.routes
+        if call.req.context.sensitivity == "restricted":
+            routes = [r for r in routes if call.policy.providers[r.provider].local]
+            if not routes:
+                raise NoEligibleRoute(call.req.task, "restricted data and no route is marked local")
+        arms = [r for r in routes if r.weight is not None]
+        if len(arms) < 2:
+            return routes
+        picked = _pick_arm(arms, call.req.context.event_id)
+        return [picked] + [r for r in routes if r is not picked]
+
+    async def _walk(self, call: _Call, routes: Sequence[Route]) -> ModelResponse:
+        budget_refusal: BudgetExceeded | None = None
+        smallest_overflowed: int | None = None
+        for route in routes:
+            if smallest_overflowed is not None and (route.context_window or 0) <= smallest_overflowed:
+                continue  # cannot hold a prompt that overflowed a window at least this large
+            try:
+                return await self._on_route(call, route)
+            except BudgetExceeded as exc:
+                budget_refusal = exc  # a cheaper route further down may still fit
+            except AttemptError as exc:
+                if exc.disposition is Disposition.FAIL:
+                    break
+                if isinstance(exc, ContextOverflow):
+                    smallest_overflowed = route.context_window or 0
+        if budget_refusal is not None and not call.failed:
+            raise budget_refusal
+        raise AllRoutesFailed(call.req.task, call.failed, retryable=_retryable(call.failed))
+
+    async def _on_route(self, call: _Call, route: Route) -> ModelResponse:
+        provider_config = call.policy.providers[route.provider]
+        reservation = self._reserve(call, route, provider_config)
+        try:
+            return await self._attempts(call, route, provider_config, reservation)
+        finally:
+            if reservation is not None:
+                self.budget.settle(reservation, Decimal(0))  # no-op when the success path settled it
+
+    def _reserve(self, call: _Call, route: Route, provider_config: ProviderConfig) -> Reservation | None:
+        if provider_config.kind == "local":
+            return None
+        worst = self._prices.worst_case(self._price_key(route), call.req.prompt_bytes(), route.max_tokens)
+        if worst is None:
+            worst = Decimal(0)  # unknown price: the call is allowed, its cost is reported as unknown
+        if route.max_cost_usd is not None and worst > route.max_cost_usd:
+            error = OverCostCap(f"worst case ${worst} over the route's cap ${route.max_cost_usd}")
+            self._record_failure(call, route, provider_config, error, 0.0, datetime.now(UTC))
+            raise error
+        return self.budget.reserve(call.req.context.tenant_id, worst, call.req.task)
+
+    async def _attempts(
+        self, call: _Call, route: Route, provider_config: ProviderConfig, reservation: Reservation | None
+    ) -> ModelResponse:
+        breaker = self._breaker(route)
+        for retry in range(route.retries + 1):
+            remaining = call.remaining()
+            if remaining <= 0:
+                error: AttemptError = DeadlineExceeded(f"deadline of {call.task_policy.deadline_s}s passed")
+                self._record_failure(call, route, provider_config, error, 0.0, datetime.now(UTC))
+                raise error
+            if not breaker.allow():
+                error = BreakerOpen(f"circuit of {route.name} is open")
+                self._record_failure(call, route, provider_config, error, 0.0, datetime.now(UTC))
+                raise error
+            started, t0 = datetime.now(UTC), time.perf_counter()
+            try:
+                reply = await self._attempt(call, route, provider_config, remaining)
+            except AttemptError as exc:
+                if not isinstance(exc, BREAKER_NEUTRAL):
+                    breaker.record(ok=False)
+                self._record_failure(call, route, provider_config, exc, time.perf_counter() - t0, started)
+                if exc.disposition is not Disposition.RETRY or retry == route.retries:
+                    raise
+                pause = self._backoff(call.policy, retry, exc)
+                if pause >= call.remaining():
+                    raise  # waiting would blow the deadline: fall back now
+                await asyncio.sleep(pause)
+                continue
+            breaker.record(ok=True)
+            return self._succeed(call, route, provider_config, reply, reservation, started, t0)
+        raise AssertionError("unreachable: the last retry raises")
+
+    async def _attempt(
+        self, call: _Call, route: Route, provider_config: ProviderConfig, remaining: float
+    ) -> Reply:
+        limits = self._limits_for(route.provider, provider_config)
+        if limits.limited:
+            await limits.acquire(estimate_tokens(call.req.prompt_bytes(), route.max_tokens), remaining)
+            remaining = call.remaining()
+        timeout_s = min(route.timeout_s or provider_config.timeout_s, remaining)
+        try:
+            async with asyncio.timeout(timeout_s):
+                reply = await self._invoke(call, route, provider_config, timeout_s)
+        except TimeoutError:
+            raise ProviderTimeout(f"no answer within {timeout_s:.3g}s") from None
+        if call.req.json_schema is not None:
+            reply = _structured(reply, call.req.json_schema)
+        return reply
+
+    async def _invoke(
+        self, call: _Call, route: Route, provider_config: ProviderConfig, timeout_s: float
+    ) -> Reply:
+        req = call.req
+        if provider_config.kind == "local":
+            return await self._invoke_local(req)
+        provider = self._provider(route.provider, provider_config)
+        if req.task == "embed" or (req.parts and not req.messages):
+            return await provider.embed(route, req.inputs, timeout_s=timeout_s)
+        return await provider.chat(
+            route, _chat_messages(req, call.task_policy), json_schema=req.json_schema, timeout_s=timeout_s
+        )
+
+    async def _invoke_local(self, req: ModelRequest) -> Reply:
+        if self.local is None:
+            raise AttemptError("the policy routes to the local provider but none is loaded")
+        try:
+            (result,) = await self.local.run(req.task, [req])
+        except AttemptError:
+            raise
+        except Exception as exc:  # a local model failing on this input
+            raise AttemptError(f"{type(exc).__name__}: {exc}") from exc
+        return Reply(
+            result.output, Usage(result.input_tokens, result.output_tokens), self.local.model_for(req.task)
+        )
+
+    def _succeed(
         self,
-        req: ModelRequest,
-        exc: BaseException,
+        call: _Call,
+        route: Route,
+        provider_config: ProviderConfig,
+        reply: Reply,
+        reservation: Reservation | None,
         started: datetime,
+        t0: float,
+    ) -> ModelResponse:
+        latency_ms = (time.perf_counter() - t0) * 1000
+        usage = reply.usage
+        cost = self._prices.cost(
+            self._price_key(route, reply.model if provider_config.kind == "local" else None),
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cache_read_tokens,
+            usage.cache_write_tokens,
+        )
+        if reservation is not None:
+            self.budget.settle(reservation, cost)
+        facts = self._facts(call, route, provider_config, latency_ms, started, reply=reply, cost=cost)
+        call.traces.append(trace_record(call.req.context, call.req.task, facts, self._prices.version))
+        return ModelResponse(
+            task=call.req.task,
+            output=reply.output,
+            provider=route.provider,
+            model=facts.request_model,
+            route=facts.route,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            latency_ms=latency_ms,
+            cost_usd=cost,
+            cache_status="miss",
+            attempts=call.seq,
+            trace_id=call.traces[-1]["trace_id"],
+            cache_read_tokens=usage.cache_read_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+        )
+
+    def _record_failure(
+        self,
+        call: _Call,
+        route: Route,
+        provider_config: ProviderConfig,
+        error: AttemptError,
         elapsed_s: float,
-        traces: list[TraceRecord],
-    ) -> GatewayError:
-        traces.append(
-            trace_record(
-                ctx=req.context,
-                task=req.task,
-                attempt=req.context.attempt,
-                provider=self._provider.name,
-                model=self._provider.model_for(req.task),
-                input_tokens=0,
-                output_tokens=0,
-                prompt_version=self._provider.prompt_version(req.task),
-                latency_ms=elapsed_s * 1000,
-                cost_usd=None,
-                price_version=self._prices.version,
-                cache_status="miss",
-                error=exc,
-                started_at=started,
+        started: datetime,
+    ) -> None:
+        facts = self._facts(call, route, provider_config, elapsed_s * 1000, started, error=error)
+        call.traces.append(trace_record(call.req.context, call.req.task, facts, self._prices.version))
+        call.failed.append(FailedAttempt(facts.route, call.seq, type(error).__name__, str(error)[:300]))
+        log.info(
+            "gateway_attempt_failed",
+            task=call.req.task,
+            route=facts.route,
+            error_class=type(error).__name__,
+            event_id=call.req.context.event_id,
+        )
+
+    def _facts(
+        self,
+        call: _Call,
+        route: Route,
+        provider_config: ProviderConfig,
+        latency_ms: float,
+        started: datetime,
+        *,
+        reply: Reply | None = None,
+        cost: Decimal | None = None,
+        error: AttemptError | None = None,
+    ) -> AttemptFacts:
+        call.seq += 1
+        local = provider_config.kind == "local"
+        model = (
+            self.local.model_for(call.req.task) if local and self.local else route.model
+        ) or route.provider
+        usage = reply.usage if reply else Usage()
+        return AttemptFacts(
+            route=f"{route.provider}/{model}",
+            provider=route.provider,
+            request_model=model,
+            response_model=reply.model if reply else model,
+            call_attempt=call.seq,
+            breaker_state=self.breaker_state(route.name).value,
+            prompt_version=self.local.prompt_version(call.req.task)
+            if local and self.local
+            else call.task_policy.prompt_version,
+            latency_ms=latency_ms,
+            started_at=started,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_read_tokens=usage.cache_read_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            cost_usd=cost,
+            error=error,
+        )
+
+    # -- the local tier's batch path --------------------------------------------------------------
+
+    async def _run_local_batch(
+        self, requests: Sequence[ModelRequest], route: Route, policy: Policy, traces: list[TraceRecord]
+    ) -> list[ModelResponse | GatewayError]:
+        """One local call for the whole batch; if it fails, each request alone (so one poisonous input
+        cannot fail its neighbours), and a request that still fails walks the remaining routes."""
+        assert self.local is not None, "the policy routes to the local provider but none is loaded"
+        task = requests[0].task
+        task_policy = policy.task(task)
+        started, t0 = datetime.now(UTC), time.perf_counter()
+        try:
+            async with asyncio.timeout(task_policy.deadline_s):
+                results = await self.local.run(task, requests)
+        except Exception as exc:
+            log.warning("gateway_batch_failed", task=task, size=len(requests), error=repr(exc))
+            served = [await self._serve_or_error(r, traces) for r in requests]
+            return list(served)
+        latency_ms = (time.perf_counter() - t0) * 1000  # each request waited for the whole batch
+        out: list[ModelResponse | GatewayError] = []
+        provider_config = policy.providers[route.provider]
+        for req, result in zip(requests, results, strict=True):
+            call = _Call(req, policy, task_policy, 0.0, traces)
+            reply = Reply(
+                result.output, Usage(result.input_tokens, result.output_tokens), self.local.model_for(task)
             )
-        )
-        retryable = isinstance(exc, TimeoutError | ConnectionError)
-        return GatewayError(
-            f"{req.task.value} failed: {type(exc).__name__}: {exc}", task=req.task, retryable=retryable
-        )
+            response = self._succeed(call, route, provider_config, reply, None, started, t0)
+            out.append(
+                _with(response, latency_ms=latency_ms, cache_status="hit" if result.cached else "miss")
+            )
+            if result.cached:
+                traces[-1]["cache_status"] = "hit"
+        return out
+
+    # -- parts ------------------------------------------------------------------------------------
+
+    def _price_key(self, route: Route, model: str | None = None) -> str:
+        return f"{route.provider}/{model or route.model}"
+
+    def _breaker(self, route: Route) -> CircuitBreaker:
+        breaker = self._breakers.get(route.name)
+        if breaker is None or breaker.config != self.policy.breaker:
+            breaker = self._breakers[route.name] = CircuitBreaker(self.policy.breaker)
+        return breaker
+
+    def _limits_for(self, name: str, config: ProviderConfig) -> ProviderLimits:
+        limits = self._limits.get((name, config))
+        if limits is None:
+            limits = self._limits[(name, config)] = ProviderLimits(config)
+        return limits
+
+    def _provider(self, name: str, config: ProviderConfig) -> HttpProvider:
+        provider = self._providers.get((name, config))
+        if provider is None:
+            kind = OpenAIProvider if config.kind == "openai" else AnthropicProvider
+            provider = self._providers[(name, config)] = kind(name, config, self._secrets)
+        return provider
+
+    def _backoff(self, policy: Policy, retry: int, error: AttemptError) -> float:
+        """Full jitter (a random pause up to the exponential bound), or what Retry-After asked if longer."""
+        bound = min(policy.retry.cap_s, policy.retry.base_s * 2**retry)
+        pause = random.uniform(0, bound)
+        if isinstance(error, RateLimited) and error.retry_after_s is not None:
+            pause = max(pause, error.retry_after_s)
+        return pause
+
+
+def _pick_arm(arms: Sequence[Route], event_id: str) -> Route:
+    """Weighted choice, stable per event: the same event (or its replay) always lands on one arm."""
+    total = sum(r.weight or 0 for r in arms)
+    digest = hashlib.blake2b(event_id.encode(), digest_size=8).digest()
+    point = int.from_bytes(digest, "big") / 2**64 * total
+    for route in arms:
+        point -= route.weight or 0
+        if point < 0:
+            return route
+    return arms[-1]
+
+
+def _chat_messages(req: ModelRequest, task_policy: TaskPolicy) -> list[Message]:
+    """The caller's messages (or its text as the user turn), behind the task's system prompt unless
+    the caller brought its own."""
+    messages = list(req.messages) or [Message("user", "\n\n".join(req.inputs))]
+    if task_policy.system and not any(m.role == "system" for m in messages):
+        messages.insert(0, Message("system", task_policy.system))
+    return messages
+
+
+def _prompt_text(req: ModelRequest) -> str:
+    if req.messages:
+        return "\n".join(f"{m.role}: {m.content}" for m in req.messages)
+    return "\n\n".join(req.inputs)
+
+
+def _cache_payload(req: ModelRequest) -> Any:
+    return {
+        "m": [(m.role, m.content) for m in req.messages],
+        "t": req.inputs,
+        "s": req.json_schema,
+        "o": req.options,
+        "r": req.context.sensitivity == "restricted",
+    }
+
+
+def _structured(reply: Reply, schema: dict[str, Any]) -> Reply:
+    """Parse and validate structured output; a model that ignored the schema is a malformed answer."""
+    try:
+        value = json.loads(reply.output)
+        jsonschema.validate(value, schema)
+    except (TypeError, ValueError, jsonschema.ValidationError) as exc:
+        message = exc.message if isinstance(exc, jsonschema.ValidationError) else str(exc)
+        raise MalformedResponse(f"output does not match the schema: {message}") from exc
+    return Reply(value, reply.usage, reply.model, reply.extra)
+
+
+TRANSIENT = frozenset(
+    cls.__name__
+    for cls in (
+        ProviderTimeout,
+        ProviderUnavailable,
+        RateLimited,
+        BreakerOpen,
+        DeadlineExceeded,
+        MalformedResponse,
+    )
+)
+
+
+def _retryable(failed: Sequence[FailedAttempt]) -> bool:
+    """Worth another delivery later if some route failed for a reason that passes with time, and no
+    route rejected the request itself."""
+    classes = {a.error_class for a in failed}
+    return bool(classes & TRANSIENT) and ContentRejected.__name__ not in classes
+
+
+def _with(response: ModelResponse, **changes: Any) -> ModelResponse:
+    return replace(response, **changes)

@@ -8,8 +8,15 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+from gateway.errors import GatewayError
+from gateway.providers.base import Message
+
+__all__ = ["CallContext", "Entity", "GatewayError", "Message", "ModelRequest", "ModelResponse", "Task"]
+
 
 class Task(StrEnum):
+    """The tasks the workflows use. The policy file may define more (any string), e.g. draft_reply."""
+
     EMBED = "embed"
     CLASSIFY_INTENT = "classify_intent"
     CLASSIFY_TOPIC = "classify_topic"
@@ -28,27 +35,36 @@ class CallContext:
     step: str
     event_time: datetime
     sensitivity: str = "internal"
+    """``restricted`` data may only go to routes marked local."""
     attempt: int = 1
     """The event's delivery attempt; each attempt's model calls leave traces of their own."""
 
 
 @dataclass(frozen=True)
 class ModelRequest:
-    task: Task
+    task: str
     context: CallContext
-    text: str
+    text: str = ""
     parts: tuple[str, ...] = ()
     """Multi-part input (a document's chunks); when empty the input is ``text`` alone."""
+    messages: tuple[Message, ...] = ()
+    """Chat input; when empty, chat routes get the task's system prompt and ``text`` as the user turn."""
+    json_schema: dict[str, Any] | None = None
+    """Structured output: the answer must be JSON valid against this schema."""
     options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def inputs(self) -> tuple[str, ...]:
         return self.parts or (self.text,)
 
+    def prompt_bytes(self) -> int:
+        texts = [m.content for m in self.messages] if self.messages else list(self.inputs)
+        return sum(len(t.encode("utf-8", "surrogatepass")) for t in texts)
+
 
 @dataclass(frozen=True)
 class ProviderResult:
-    """What a provider returns for one input; the gateway adds timing, cost and trace."""
+    """What the local provider returns for one input; the gateway adds timing, cost and trace."""
 
     output: Any
     input_tokens: int
@@ -58,17 +74,22 @@ class ProviderResult:
 
 @dataclass(frozen=True)
 class ModelResponse:
-    task: Task
+    task: str
     output: Any
+    """Text, parsed JSON (structured output), vectors, or a local model's typed result."""
     provider: str
     model: str
+    route: str
     input_tokens: int
     output_tokens: int
     latency_ms: float
     cost_usd: Decimal | None
     cache_status: str
+    """miss | hit (exact cache) | semantic_hit | coalesced (shared another caller's call)."""
     attempts: int
     trace_id: str
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -77,12 +98,3 @@ class Entity:
     text: str
     start: int
     end: int
-
-
-class GatewayError(RuntimeError):
-    """Every route for a request failed; ``retryable`` tells the workflow whether to try again later."""
-
-    def __init__(self, message: str, *, task: Task, retryable: bool) -> None:
-        super().__init__(message)
-        self.task = task
-        self.retryable = retryable

@@ -20,8 +20,12 @@ log = structlog.get_logger(__name__)
 
 @dataclass(frozen=True)
 class ModelPrice:
+    """USD per 1M tokens. Cache prices default to the input price (no discount known)."""
+
     input: Decimal
     output: Decimal
+    cache_read: Decimal
+    cache_write: Decimal
 
 
 @dataclass(frozen=True)
@@ -29,18 +33,52 @@ class PriceTable:
     version: str
     models: dict[str, ModelPrice]
 
-    def cost(self, model_key: str, input_tokens: int, output_tokens: int) -> Decimal | None:
+    def price(self, model_key: str) -> ModelPrice | None:
         price = self.models.get(model_key)
         if price is None:
             log.warning("price_unknown", model=model_key, price_version=self.version)
+        return price
+
+    def cost(
+        self,
+        model_key: str,
+        input_tokens: int,
+        output_tokens: int,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
+    ) -> Decimal | None:
+        """``input_tokens`` includes the cached ones; those are billed at their own prices."""
+        price = self.price(model_key)
+        if price is None:
             return None
-        return (price.input * input_tokens + price.output * output_tokens) / PER_TOKENS
+        fresh = max(0, input_tokens - cache_read_tokens - cache_write_tokens)
+        total = (
+            price.input * fresh
+            + price.cache_read * cache_read_tokens
+            + price.cache_write * cache_write_tokens
+            + price.output * output_tokens
+        )
+        return total / PER_TOKENS
+
+    def worst_case(self, model_key: str, max_input_tokens: int, max_output_tokens: int) -> Decimal | None:
+        """The most a call can cost: every input token billed fresh, every allowed output token used."""
+        return self.cost(model_key, max_input_tokens, max_output_tokens)
+
+
+def _decimal(raw: dict[str, object], key: str, default: Decimal) -> Decimal:
+    value = raw.get(key)
+    return default if value is None else Decimal(str(value))
 
 
 def load_prices(path: Path = PRICE_FILE) -> PriceTable:
     raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    models = {
-        key: ModelPrice(Decimal(str(v["input"])), Decimal(str(v.get("output", "0"))))
-        for key, v in raw.get("models", {}).items()
-    }
+    models = {}
+    for key, v in raw.get("models", {}).items():
+        input_price = _decimal(v, "input", Decimal(0))
+        models[key] = ModelPrice(
+            input=input_price,
+            output=_decimal(v, "output", Decimal(0)),
+            cache_read=_decimal(v, "cache_read", input_price),
+            cache_write=_decimal(v, "cache_write", input_price),
+        )
     return PriceTable(version=str(raw["version"]), models=models)

@@ -262,12 +262,17 @@ TRACE_COLUMNS: Final[tuple[str, ...]] = (
     "step",
     "task",
     "attempt",
+    "call_attempt",
+    "route",
+    "breaker_state",
     "gen_ai_operation_name",
     "gen_ai_provider_name",
     "gen_ai_request_model",
     "gen_ai_response_model",
     "gen_ai_usage_input_tokens",
     "gen_ai_usage_output_tokens",
+    "gen_ai_usage_cache_read_input_tokens",
+    "gen_ai_usage_cache_creation_input_tokens",
     "prompt_version",
     "latency_ms",
     "cost_usd",
@@ -275,6 +280,7 @@ TRACE_COLUMNS: Final[tuple[str, ...]] = (
     "cache_status",
     "status",
     "error_class",
+    "error_message",
     "started_at",
     "ingested_at",
 )
@@ -301,6 +307,12 @@ RESULT_COLUMNS: Final[tuple[str, ...]] = (
 
 _TRACE_PASSTHROUGH: Final[frozenset[str]] = frozenset(TRACE_COLUMNS) - {
     "attempt",
+    "call_attempt",
+    "route",
+    "breaker_state",
+    "gen_ai_usage_cache_read_input_tokens",
+    "gen_ai_usage_cache_creation_input_tokens",
+    "error_message",
     "gen_ai_usage_input_tokens",
     "gen_ai_usage_output_tokens",
     "latency_ms",
@@ -339,6 +351,17 @@ def trace_row(record: Mapping[str, Any], ingested_at: datetime) -> tuple[Any, ..
     values["latency_ms"] = float(record["latency_ms"])
     values["cost_usd"] = _decimal(record.get("cost_usd"))
     values["error_class"] = record.get("error_class")
+    # fields added to ai.traces.v1 later carry defaults, so records from older producers still load
+    values["call_attempt"] = int(record.get("call_attempt", 1))
+    values["route"] = str(record.get("route", ""))
+    values["breaker_state"] = str(record.get("breaker_state", "closed"))
+    values["gen_ai_usage_cache_read_input_tokens"] = int(
+        record.get("gen_ai_usage_cache_read_input_tokens", 0)
+    )
+    values["gen_ai_usage_cache_creation_input_tokens"] = int(
+        record.get("gen_ai_usage_cache_creation_input_tokens", 0)
+    )
+    values["error_message"] = record.get("error_message")
     values["started_at"] = _utc(record["started_at"])
     values["ingested_at"] = _utc(ingested_at)
     return tuple(values[name] for name in TRACE_COLUMNS)

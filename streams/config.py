@@ -20,6 +20,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from gateway.policy import DEFAULT_POLICY_FILE
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -49,7 +51,13 @@ class Settings(BaseSettings):
     document_batch_size: int = Field(
         default=2, ge=1, description="Documents per micro-batch: each is hundreds of chunks of model work."
     )
-    gateway_deadline_s: float = Field(default=120.0, gt=0, description="Deadline of one gateway batch call.")
+    gateway_policy_file: Path = Field(
+        default=DEFAULT_POLICY_FILE,
+        description="The gateway's routing policy (TOML); re-read when it changes.",
+    )
+    gateway_secrets_file: Path | None = Field(
+        default=None, description="TOML file of API keys by variable name; the environment wins over it."
+    )
     shutdown_drain_s: float = Field(
         default=60.0, gt=0, description="On SIGTERM, how long the in-flight batch may take to finish."
     )

@@ -25,6 +25,7 @@ from agents.outcome import BatchOutcome, InboundEvent, OutboundEvent, StepFailur
 from agents.routing import FailureRouter, RetryPolicy, delivery_attempt
 from gateway.gateway import Gateway
 from gateway.local.provider import LocalProvider
+from gateway.providers.base import Secrets
 from sinks.vectors import open_vector_store
 from streams import envelope as env
 from streams.codec import CodecError
@@ -76,11 +77,16 @@ class WorkerRuntime:
         )
         vectors.ensure_collection(provider.embedder.dimensions)
         http = httpx.AsyncClient(follow_redirects=True, max_redirects=5)
-        gateway = Gateway(provider, deadline_s=settings.gateway_deadline_s)
+        gateway = Gateway(
+            provider,
+            policy_file=settings.gateway_policy_file,
+            secrets=Secrets(settings.gateway_secrets_file),
+        )
         return cls(WorkflowDeps(settings=settings, gateway=gateway, vectors=vectors, http=http))
 
     async def close(self) -> None:
         await self.deps.http.aclose()
+        await self.deps.gateway.aclose()
         self.deps.vectors.close()
 
     def decode(self, topic: str, batch: Sequence[InboundEvent]) -> tuple[list[WorkItem], BatchOutcome]:

@@ -74,12 +74,17 @@ def trace_record(**overrides: Any) -> dict[str, Any]:
         "step": "classify",
         "task": "intent",
         "attempt": 1,
+        "call_attempt": 2,
+        "route": "local/banking77-intent",
+        "breaker_state": "half_open",
         "gen_ai_operation_name": "classify",
         "gen_ai_provider_name": "local",
         "gen_ai_request_model": "banking77-intent",
         "gen_ai_response_model": "banking77-intent@2",
         "gen_ai_usage_input_tokens": 120,
         "gen_ai_usage_output_tokens": 3,
+        "gen_ai_usage_cache_read_input_tokens": 100,
+        "gen_ai_usage_cache_creation_input_tokens": 7,
         "prompt_version": "p1",
         "latency_ms": 12.5,
         "cost_usd": Decimal("0.000123456"),
@@ -87,6 +92,7 @@ def trace_record(**overrides: Any) -> dict[str, Any]:
         "cache_status": "miss",
         "status": "ok",
         "error_class": None,
+        "error_message": None,
         "started_at": NOW - timedelta(minutes=5, microseconds=-123456),
     }
     record.update(overrides)
@@ -106,7 +112,7 @@ def insert_traces(ch: ClickHouseClient, *rows: tuple[Any, ...]) -> None:
 
 
 def test_migrate_applies_every_file_once(ch: ClickHouseClient) -> None:
-    assert migrate(ch) == ["0001_traces", "0002_results"]
+    assert migrate(ch) == ["0001_traces", "0002_results", "0003_trace_attempt_columns"]
     assert {"traces", "results", "schema_migrations"} <= tables(ch)
     recorded = dict(ch.query_rows("SELECT version, checksum FROM schema_migrations"))
     expected = {
@@ -116,12 +122,12 @@ def test_migrate_applies_every_file_once(ch: ClickHouseClient) -> None:
     assert recorded == expected
 
     assert migrate(ch) == []
-    assert ch.query_scalar("SELECT count() FROM schema_migrations") == 2
+    assert ch.query_scalar("SELECT count() FROM schema_migrations") == len(expected)
 
 
 def test_migrations_survive_reopening_the_path(chdb_dsn: str) -> None:
     with connect(chdb_dsn, DATABASE) as first:
-        assert migrate(first) == ["0001_traces", "0002_results"]
+        assert migrate(first) == ["0001_traces", "0002_results", "0003_trace_attempt_columns"]
         insert_traces(first, trace_row(trace_record(), NOW))
     with connect(chdb_dsn, DATABASE) as again:
         assert migrate(again) == []
@@ -131,15 +137,15 @@ def test_migrations_survive_reopening_the_path(chdb_dsn: str) -> None:
 def test_migrate_applies_only_new_files_in_order(ch: ClickHouseClient, migrations_copy: Path) -> None:
     migrate(ch, migrations_copy)
     second = "CREATE TABLE IF NOT EXISTS {db}.b (x UInt8) ENGINE = Log"
-    (migrations_copy / "0004_second.sql").write_text(second)
-    (migrations_copy / "0003_first.sql").write_text(
+    (migrations_copy / "0011_second.sql").write_text(second)
+    (migrations_copy / "0010_first.sql").write_text(
         "-- two statements; the semicolon in this comment and in the string must not split\n"
         "CREATE TABLE IF NOT EXISTS {db}.a (x String DEFAULT 'a;b') ENGINE = Log;\n"
         "INSERT INTO {db}.a (x) VALUES ('c;d');\n"
     )
     (migrations_copy / "README.md").write_text("not a migration")
 
-    assert migrate(ch, migrations_copy) == ["0003_first", "0004_second"]
+    assert migrate(ch, migrations_copy) == ["0010_first", "0011_second"]
     assert ch.query_rows("SELECT x FROM a") == [("c;d",)]
     assert {"a", "b"} <= tables(ch)
 
@@ -148,13 +154,15 @@ def test_migrate_refuses_an_edited_applied_migration(ch: ClickHouseClient, migra
     migrate(ch, migrations_copy)
     edited = migrations_copy / "0001_traces.sql"
     edited.write_text(edited.read_text() + "\n-- harmless looking edit\n")
-    (migrations_copy / "0003_new.sql").write_text("CREATE TABLE {db}.new_table (x UInt8) ENGINE = Log")
+    (migrations_copy / "0010_new.sql").write_text("CREATE TABLE {db}.new_table (x UInt8) ENGINE = Log")
 
     with pytest.raises(MigrationError, match=r"0001_traces\.sql.*checksum"):
         migrate(ch, migrations_copy)
     # refused before applying anything pending
     assert "new_table" not in tables(ch)
-    assert ch.query_scalar("SELECT count() FROM schema_migrations") == 2
+    assert ch.query_scalar("SELECT count() FROM schema_migrations") == len(
+        list(DEFAULT_MIGRATIONS_DIR.glob("*.sql"))
+    )
 
 
 def test_migrate_refuses_duplicate_numbers(ch: ClickHouseClient, migrations_copy: Path) -> None:
@@ -165,10 +173,10 @@ def test_migrate_refuses_duplicate_numbers(ch: ClickHouseClient, migrations_copy
 
 def test_migrations_use_their_own_database(chdb_dsn: str) -> None:
     with connect(chdb_dsn, "tenant_a") as a, connect(chdb_dsn, "tenant_b") as b:
-        assert migrate(a) == ["0001_traces", "0002_results"]
+        assert migrate(a) == ["0001_traces", "0002_results", "0003_trace_attempt_columns"]
         insert_traces(a, trace_row(trace_record(), NOW))
         assert "traces" not in tables(b)
-        assert migrate(b) == ["0001_traces", "0002_results"]
+        assert migrate(b) == ["0001_traces", "0002_results", "0003_trace_attempt_columns"]
         assert b.query_scalar("SELECT count() FROM traces") == 0
         assert a.query_scalar("SELECT count() FROM traces") == 1
 

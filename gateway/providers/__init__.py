@@ -1,0 +1,1 @@
+"""Providers the gateway can route to over HTTP; the local tier lives in gateway/local."""

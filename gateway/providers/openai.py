@@ -1,0 +1,80 @@
+"""OpenAI-compatible chat completions and embeddings: OpenAI itself, vLLM, Ollama, llama.cpp server,
+TEI and the many servers that speak the same wire format."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from gateway.errors import MalformedResponse
+from gateway.policy import ProviderConfig, Route
+from gateway.providers.base import Message, Reply, Secrets, Usage, make_client, post_json, usage_int
+
+
+class OpenAIProvider:
+    def __init__(self, name: str, config: ProviderConfig, secrets: Secrets) -> None:
+        self.name = name
+        self.config = config
+        key = secrets.get(config.api_key_env)
+        headers = {"authorization": f"Bearer {key.get_secret_value()}"} if key else {}
+        self._client = make_client(config, headers)
+
+    async def chat(
+        self,
+        route: Route,
+        messages: Sequence[Message],
+        *,
+        json_schema: dict[str, Any] | None,
+        timeout_s: float,
+    ) -> Reply:
+        payload: dict[str, Any] = {
+            "model": route.model,
+            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "max_tokens": route.max_tokens,
+        }
+        if route.temperature is not None:
+            payload["temperature"] = route.temperature
+        if json_schema is not None:
+            payload["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "output", "schema": json_schema, "strict": True},
+            }
+        body = await post_json(self._client, "chat/completions", payload, timeout_s)
+        try:
+            content = body["choices"][0]["message"]["content"]
+            usage = body.get("usage") or {}
+            details = usage.get("prompt_tokens_details") or {}
+        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise MalformedResponse(f"not a chat completion: {str(body)[:200]}") from exc
+        if not isinstance(content, str):
+            raise MalformedResponse("chat completion without text content")
+        return Reply(
+            output=content,
+            usage=Usage(
+                input_tokens=usage_int(usage.get("prompt_tokens")),
+                output_tokens=usage_int(usage.get("completion_tokens")),
+                cache_read_tokens=usage_int(details.get("cached_tokens")),
+            ),
+            model=str(body.get("model") or route.model),
+        )
+
+    async def embed(self, route: Route, texts: Sequence[str], *, timeout_s: float) -> Reply:
+        body = await post_json(
+            self._client, "embeddings", {"model": route.model, "input": list(texts)}, timeout_s
+        )
+        try:
+            rows = sorted(body["data"], key=lambda row: row["index"])
+            vectors = [[float(x) for x in row["embedding"]] for row in rows]
+            usage = body.get("usage") or {}
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise MalformedResponse(f"not an embeddings response: {str(body)[:200]}") from exc
+        if len(vectors) != len(texts):
+            raise MalformedResponse(f"{len(vectors)} embeddings for {len(texts)} inputs")
+        return Reply(
+            output=vectors,
+            usage=Usage(input_tokens=usage_int(usage.get("prompt_tokens"))),
+            model=str(body.get("model") or route.model),
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

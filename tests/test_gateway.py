@@ -1,0 +1,597 @@
+"""The gateway's rules, each against a real HTTP server on loopback (gateway/fake_provider.py) that
+speaks the OpenAI and Anthropic wire formats with scripted failures."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.breaker import BreakerState, CircuitBreaker
+from gateway.errors import AllRoutesFailed, BudgetExceeded, GatewayError, NoEligibleRoute
+from gateway.fake_provider import Behaviour, FakeProvider
+from gateway.gateway import Gateway
+from gateway.policy import BreakerConfig, PolicyError, PolicyStore, load_policy, parse_policy
+from gateway.pricing import load_prices
+from gateway.providers.base import Message, Secrets
+from tests.conftest import wait_until
+
+PRICES = """
+version = "test-1"
+[models."fake/cheap"]
+input = "1.00"
+output = "2.00"
+cache_read = "0.10"
+[models."fake/big"]
+input = "3.00"
+output = "6.00"
+[models."fake/small"]
+input = "0.50"
+output = "1.00"
+[models."claude/haiku"]
+input = "0.80"
+output = "4.00"
+cache_read = "0.08"
+cache_write = "1.00"
+"""
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[FakeProvider]:
+    with FakeProvider() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake(server: FakeProvider) -> FakeProvider:
+    server.reset()
+    return server
+
+
+def write_policy(path: Path, fake: FakeProvider, tasks: str, extra: str = "", provider: str = "") -> Path:
+    path.write_text(
+        f"""
+version = "t1"
+[providers.fake]
+kind = "openai"
+base_url = "{fake.url}/v1"
+api_key_env = "RIVERBED_TEST_KEY"
+timeout_s = 5
+{provider}
+[providers.claude]
+kind = "anthropic"
+base_url = "{fake.url}"
+timeout_s = 5
+[retry]
+base_s = 0.01
+cap_s = 0.05
+{extra}
+{tasks}
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def make_gateway(
+    tmp_path: Path, fake: FakeProvider, tasks: str, extra: str = "", provider: str = ""
+) -> Gateway:
+    prices_file = tmp_path / "prices.toml"
+    prices_file.write_text(PRICES, encoding="utf-8")
+    policy = PolicyStore(write_policy(tmp_path / "routes.toml", fake, tasks, extra, provider))
+    return Gateway(policy=policy, prices=load_prices(prices_file))
+
+
+CHAT_FALLBACK = """
+[tasks.draft_reply]
+deadline_s = 10
+routes = [
+  { provider = "fake", model = "cheap", retries = 2 },
+  { provider = "fake", model = "big", retries = 0 },
+]
+"""
+
+
+async def test_retries_then_falls_back_in_order_with_a_trace_per_attempt(
+    tmp_path: Path, fake: FakeProvider
+) -> None:
+    fake.set_default(Behaviour(status=500), model="cheap")
+    gateway = make_gateway(tmp_path, fake, CHAT_FALLBACK)
+    traces: list[dict[str, Any]] = []
+
+    response = await gateway.complete("draft_reply", "hello there", tenant="acme", traces=traces)
+
+    assert response.model == "big" and response.output == "echo: hello there"
+    assert [r.model for r in fake.received()] == ["cheap", "cheap", "cheap", "big"]
+    assert [(t["route"], t["call_attempt"], t["status"]) for t in traces] == [
+        ("fake/cheap", 1, "error"),
+        ("fake/cheap", 2, "error"),
+        ("fake/cheap", 3, "error"),
+        ("fake/big", 4, "ok"),
+    ]
+    assert {t["error_class"] for t in traces[:3]} == {"ProviderUnavailable"}
+    assert len({t["trace_id"] for t in traces}) == 4
+    assert response.attempts == 4
+    await gateway.aclose()
+
+
+async def test_retry_after_is_honoured(tmp_path: Path, fake: FakeProvider) -> None:
+    fake.script("cheap", Behaviour(status=429, retry_after_s=0.4))
+    gateway = make_gateway(tmp_path, fake, CHAT_FALLBACK)
+
+    response = await gateway.complete("draft_reply", "hi", tenant="acme")
+
+    first, second = fake.received("cheap")
+    assert response.model == "cheap"
+    assert second.received_at - first.received_at >= 0.4
+    assert fake.count("big") == 0
+    await gateway.aclose()
+
+
+async def test_content_error_fails_fast_without_fallback(tmp_path: Path, fake: FakeProvider) -> None:
+    fake.script("cheap", Behaviour(body="content_error"))
+    gateway = make_gateway(tmp_path, fake, CHAT_FALLBACK)
+
+    with pytest.raises(AllRoutesFailed) as caught:
+        await gateway.complete("draft_reply", "bad request", tenant="acme")
+
+    assert fake.count() == 1
+    assert caught.value.retryable is False
+    assert [a.error_class for a in caught.value.attempts] == ["ContentRejected"]
+    await gateway.aclose()
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "error_class"),
+    [
+        (Behaviour(body="malformed_json"), "MalformedResponse"),
+        (Behaviour(body="wrong_schema"), "MalformedResponse"),
+        (Behaviour(status=401), "AuthFailed"),
+    ],
+)
+async def test_broken_answers_fall_back_without_retrying(
+    tmp_path: Path, fake: FakeProvider, behaviour: Behaviour, error_class: str
+) -> None:
+    fake.script("cheap", behaviour)
+    gateway = make_gateway(tmp_path, fake, CHAT_FALLBACK)
+    traces: list[dict[str, Any]] = []
+
+    response = await gateway.complete("draft_reply", "x", tenant="acme", traces=traces)
+
+    assert response.model == "big"
+    assert fake.count("cheap") == 1
+    assert traces[0]["error_class"] == error_class
+    await gateway.aclose()
+
+
+async def test_truncated_body_is_retried(tmp_path: Path, fake: FakeProvider) -> None:
+    fake.script("cheap", Behaviour(body="truncated"))
+    gateway = make_gateway(tmp_path, fake, CHAT_FALLBACK)
+
+    response = await gateway.complete("draft_reply", "x", tenant="acme")
+
+    assert response.model == "cheap" and fake.count("cheap") == 2
+    await gateway.aclose()
+
+
+async def test_a_hanging_provider_times_out_per_attempt_and_falls_back(
+    tmp_path: Path, fake: FakeProvider
+) -> None:
+    fake.set_default(Behaviour(hang=True), model="cheap")
+    tasks = """
+[tasks.draft_reply]
+deadline_s = 5
+routes = [
+  { provider = "fake", model = "cheap", retries = 1, timeout_s = 0.2 },
+  { provider = "fake", model = "big", retries = 0 },
+]
+"""
+    gateway = make_gateway(tmp_path, fake, tasks)
+    traces: list[dict[str, Any]] = []
+    started = time.monotonic()
+
+    response = await gateway.complete("draft_reply", "x", tenant="acme", traces=traces)
+
+    assert response.model == "big"
+    assert [t["error_class"] for t in traces[:2]] == ["ProviderTimeout", "ProviderTimeout"]
+    assert time.monotonic() - started < 4  # two 0.2 s attempts, not the provider's 5 s timeout
+    await gateway.aclose()
+
+
+async def test_deadline_bounds_the_whole_call(tmp_path: Path, fake: FakeProvider) -> None:
+    fake.set_default(Behaviour(hang=True))
+    tasks = """
+[tasks.draft_reply]
+deadline_s = 0.5
+routes = [{ provider = "fake", model = "cheap", retries = 5 }, { provider = "fake", model = "big" }]
+"""
+    gateway = make_gateway(tmp_path, fake, tasks)
+    started = time.monotonic()
+
+    with pytest.raises(AllRoutesFailed) as caught:
+        await gateway.complete("draft_reply", "x", tenant="acme")
+
+    assert time.monotonic() - started < 2
+    assert caught.value.retryable is True
+    assert "DeadlineExceeded" in {a.error_class for a in caught.value.attempts}
+    await gateway.aclose()
+
+
+async def test_context_overflow_moves_to_a_larger_context_route(tmp_path: Path, fake: FakeProvider) -> None:
+    fake.set_context_window("small", 5)
+    tasks = """
+[tasks.draft_reply]
+routes = [
+  { provider = "fake", model = "small", context_window = 8000 },
+  { provider = "fake", model = "cheap", context_window = 4000 },
+  { provider = "fake", model = "big", context_window = 128000 },
+]
+"""
+    gateway = make_gateway(tmp_path, fake, tasks)
+    traces: list[dict[str, Any]] = []
+
+    response = await gateway.complete(
+        "draft_reply", "one two three four five six seven", tenant="a", traces=traces
+    )
+
+    assert response.model == "big"
+    assert fake.count("cheap") == 0  # smaller window than the one that overflowed: skipped
+    assert traces[0]["error_class"] == "ContextOverflow"
+    await gateway.aclose()
+
+
+async def test_breaker_opens_skips_the_route_then_half_opens(tmp_path: Path, fake: FakeProvider) -> None:
+    fake.set_default(Behaviour(status=503), model="cheap")
+    breaker = """
+[breaker]
+window_s = 60
+min_calls = 4
+failure_ratio = 0.5
+open_s = 0.3
+half_open_probes = 1
+"""
+    tasks = """
+[tasks.draft_reply]
+routes = [
+  { provider = "fake", model = "cheap", retries = 0 },
+  { provider = "fake", model = "big", retries = 0 },
+]
+"""
+    gateway = make_gateway(tmp_path, fake, tasks, extra=breaker)
+    for _ in range(4):
+        await gateway.complete("draft_reply", "x", tenant="a")
+    assert gateway.breaker_state("fake/cheap") is BreakerState.OPEN
+
+    traces: list[dict[str, Any]] = []
+    await gateway.complete("draft_reply", "y", tenant="a", traces=traces)
+    assert fake.count("cheap") == 4  # skipped while open
+    assert traces[0]["error_class"] == "BreakerOpen" and traces[0]["breaker_state"] == "open"
+
+    fake.set_default(Behaviour(), model="cheap")
+    wait_until(lambda: gateway.breaker_state("fake/cheap") is BreakerState.HALF_OPEN, 5, "half-open")
+    response = await gateway.complete("draft_reply", "z", tenant="a")
+    assert response.model == "cheap"
+    assert gateway.breaker_state("fake/cheap") is BreakerState.CLOSED
+    await gateway.aclose()
+
+
+def test_breaker_trips_on_ratio_not_streak() -> None:
+    now = [0.0]
+    breaker = CircuitBreaker(
+        BreakerConfig(window_s=10, min_calls=10, failure_ratio=0.5, open_s=5), clock=lambda: now[0]
+    )
+    for i in range(9):  # alternate: never two failures in a row
+        breaker.record(ok=i % 2 == 0)
+    assert breaker.state is BreakerState.CLOSED
+    breaker.record(ok=False)  # 5 of 10 failed
+    assert breaker.state is BreakerState.OPEN and not breaker.allow()
+    now[0] = 5.0
+    assert breaker.allow() and not breaker.allow()  # one probe only
+    breaker.record(ok=False)
+    assert breaker.state is BreakerState.OPEN
+    now[0] = 10.0
+    assert breaker.allow()
+    breaker.record(ok=True)
+    assert breaker.state is BreakerState.CLOSED
+    now[0] = 30.0  # old outcomes leave the window
+    for _ in range(9):
+        breaker.record(ok=False)
+    assert breaker.state is BreakerState.CLOSED  # below min_calls
+
+
+async def test_budget_never_overshoots_under_200_concurrent_calls(tmp_path: Path, fake: FakeProvider) -> None:
+    # each answer: 10 input + 20 output tokens on fake/cheap = (10*1 + 20*2)/1e6 = $0.00005
+    fake.set_default(Behaviour(latency_s=0.05, input_tokens=10, output_tokens=20))
+    budgets = """
+[budgets]
+period = "day"
+default_usd = "0.002"
+"""
+    tasks = """
+[tasks.draft_reply]
+routes = [{ provider = "fake", model = "cheap", max_tokens = 20 }]
+"""
+    gateway = make_gateway(tmp_path, fake, tasks, extra=budgets)
+
+    async def one(i: int) -> Any:
+        try:
+            return await gateway.complete("draft_reply", f"question {i:03d}", tenant="acme")
+        except BudgetExceeded as exc:
+            return exc
+
+    outcomes = await asyncio.gather(*(one(i) for i in range(200)))
+
+    answered = [o for o in outcomes if not isinstance(o, BudgetExceeded)]
+    refused = [o for o in outcomes if isinstance(o, BudgetExceeded)]
+    spent = sum((o.cost_usd for o in answered), Decimal(0))
+    assert spent <= Decimal("0.002")
+    assert gateway.budget.committed("acme") == spent  # every reservation settled to the actual cost
+    assert refused and answered
+    assert fake.count() == len(answered)  # a refused call never reached the provider
+    # all 200 reserve before any settles; the worst case per call is (12 prompt bytes * $1 + 20 * $2)
+    # / 1e6 = $0.000052, so exactly floor(0.002 / 0.000052) = 38 fit
+    assert len(answered) == 38
+    # settling released the over-reservation: the next call fits again
+    late = await gateway.complete("draft_reply", "question 999", tenant="acme")
+    assert gateway.budget.committed("acme") == spent + late.cost_usd <= Decimal("0.002")
+    # another tenant has its own budget
+    other = await gateway.complete("draft_reply", "question 000", tenant="globex")
+    assert other.cost_usd == Decimal("0.00005")
+    await gateway.aclose()
+
+
+async def test_exact_cache_is_tenant_scoped(tmp_path: Path, fake: FakeProvider) -> None:
+    tasks = """
+[tasks.draft_reply]
+cache_ttl_s = 60
+routes = [{ provider = "fake", model = "cheap" }]
+"""
+    gateway = make_gateway(tmp_path, fake, tasks)
+    first = await gateway.complete("draft_reply", "what is my balance", tenant="acme")
+    traces: list[dict[str, Any]] = []
+    again = await gateway.complete("draft_reply", "what is my balance", tenant="acme", traces=traces)
+    other_tenant = await gateway.complete("draft_reply", "what is my balance", tenant="globex")
+
+    assert first.cache_status == "miss" and again.cache_status == "hit"
+    assert again.output == first.output and again.cost_usd == 0
+    assert traces[0]["cache_status"] == "hit" and traces[0]["cost_usd"] == 0
+    assert other_tenant.cache_status == "miss"
+    assert fake.count() == 2
+    await gateway.aclose()
+
+
+async def test_fifty_identical_concurrent_requests_make_one_upstream_call(
+    tmp_path: Path, fake: FakeProvider
+) -> None:
+    fake.set_default(Behaviour(latency_s=0.3))
+    tasks = """
+[tasks.draft_reply]
+routes = [{ provider = "fake", model = "cheap" }]
+"""
+    gateway = make_gateway(tmp_path, fake, tasks)
+
+    responses = await asyncio.gather(
+        *(gateway.complete("draft_reply", "same question", tenant="acme") for _ in range(50))
+    )
+
+    assert fake.count() == 1
+    assert {r.output for r in responses} == {"echo: same question"}
+    assert sorted(r.cache_status for r in responses).count("coalesced") == 49
+    await gateway.aclose()
+
+
+async def test_restricted_data_only_goes_to_local_routes(tmp_path: Path, fake: FakeProvider) -> None:
+    gateway = make_gateway(tmp_path, fake, CHAT_FALLBACK)
+
+    with pytest.raises(NoEligibleRoute):
+        await gateway.complete("draft_reply", "salary of bob", tenant="acme", sensitivity="restricted")
+
+    assert fake.count() == 0
+    await gateway.aclose()
+
+
+async def test_ab_split_is_weighted_and_stable_per_event(tmp_path: Path, fake: FakeProvider) -> None:
+    from gateway.gateway import ad_hoc_context
+
+    tasks = """
+[tasks.draft_reply]
+routes = [
+  { provider = "fake", model = "cheap", weight = 80 },
+  { provider = "fake", model = "big", weight = 20 },
+]
+"""
+    gateway = make_gateway(tmp_path, fake, tasks)
+    contexts = [ad_hoc_context("acme", "draft_reply") for _ in range(400)]
+    models = [(await gateway.complete("draft_reply", "q", tenant="acme", context=c)).model for c in contexts]
+    again = [
+        (await gateway.complete("draft_reply", "q", tenant="acme", context=c)).model for c in contexts[:50]
+    ]
+
+    share = models.count("cheap") / len(models)
+    assert 0.7 < share < 0.9
+    assert again == models[:50]
+    await gateway.aclose()
+
+
+async def test_anthropic_wire_format_and_cache_token_pricing(tmp_path: Path, fake: FakeProvider) -> None:
+    fake.set_default(
+        Behaviour(
+            content="hi", input_tokens=100, output_tokens=10, cache_read_tokens=1000, cache_write_tokens=50
+        )
+    )
+    tasks = """
+[tasks.draft_reply]
+system = "Be brief."
+routes = [{ provider = "claude", model = "haiku", max_tokens = 64 }]
+"""
+    gateway = make_gateway(tmp_path, fake, tasks)
+
+    response = await gateway.complete("draft_reply", [Message("user", "hello")], tenant="acme")
+
+    (request,) = fake.received()
+    assert request.api == "anthropic" and request.body["system"] == "Be brief."
+    assert request.body["max_tokens"] == 64
+    assert response.input_tokens == 1150 and response.cache_read_tokens == 1000
+    # hand-computed: (100 * 0.80 + 1000 * 0.08 + 50 * 1.00 + 10 * 4.00) / 1e6
+    assert response.cost_usd == Decimal("0.00025")
+    await gateway.aclose()
+
+
+def test_price_math_against_hand_computed_figures(tmp_path: Path) -> None:
+    prices_file = tmp_path / "prices.toml"
+    prices_file.write_text(PRICES, encoding="utf-8")
+    prices = load_prices(prices_file)
+    # 1,000,000 input of which 400,000 cached, 500,000 output on fake/cheap:
+    # 600,000 * $1/M + 400,000 * $0.10/M + 500,000 * $2/M = 0.6 + 0.04 + 1.0
+    assert prices.cost("fake/cheap", 1_000_000, 500_000, cache_read_tokens=400_000) == Decimal("1.64")
+    # no cache_write price given: billed at the input price
+    assert prices.cost("fake/big", 1000, 0, cache_write_tokens=1000) == Decimal("0.003")
+    assert prices.cost("nobody/unknown", 10, 10) is None
+
+
+async def test_unknown_price_is_reported_unknown_not_zero(tmp_path: Path, fake: FakeProvider) -> None:
+    tasks = """
+[tasks.draft_reply]
+routes = [{ provider = "fake", model = "mystery" }]
+"""
+    gateway = make_gateway(tmp_path, fake, tasks)
+    traces: list[dict[str, Any]] = []
+    response = await gateway.complete("draft_reply", "x", tenant="acme", traces=traces)
+    assert response.cost_usd is None and traces[0]["cost_usd"] is None
+    await gateway.aclose()
+
+
+async def test_structured_output_is_validated_and_a_bad_answer_falls_back(
+    tmp_path: Path, fake: FakeProvider
+) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"label": {"type": "string"}, "confidence": {"type": "number"}},
+        "required": ["label", "confidence"],
+    }
+    fake.script("cheap", Behaviour(content='{"label": "refund"}'))
+    fake.script("big", Behaviour(content='{"label": "refund", "confidence": 0.9}'))
+    gateway = make_gateway(tmp_path, fake, CHAT_FALLBACK)
+    traces: list[dict[str, Any]] = []
+
+    response = await gateway.complete("draft_reply", "refund?", tenant="a", json_schema=schema, traces=traces)
+
+    assert response.output == {"label": "refund", "confidence": 0.9}
+    assert traces[0]["error_class"] == "MalformedResponse"
+    assert fake.received("cheap")[0].body["response_format"]["type"] == "json_schema"
+    await gateway.aclose()
+
+
+async def test_rate_limit_queues_a_spike_instead_of_causing_429s(tmp_path: Path, fake: FakeProvider) -> None:
+    fake.set_rate_limit(rpm=600, burst=2)  # 10 per second
+    tasks = """
+[tasks.draft_reply]
+routes = [{ provider = "fake", model = "cheap", retries = 0 }]
+"""
+    # the gateway keeps 20 % under the provider's rate and its bursts (1 request) under the provider's
+    # (2): requests reach the provider with network jitter that can squeeze two together
+    gateway = make_gateway(tmp_path, fake, tasks, provider="rpm = 480\nburst_s = 0.1")
+
+    responses = await asyncio.gather(
+        *(gateway.complete("draft_reply", f"q{i}", tenant="a") for i in range(20))
+    )
+
+    assert len(responses) == 20
+    assert fake.count(status=429) == 0
+    await gateway.aclose()
+
+
+async def test_api_key_goes_to_the_provider_and_nowhere_else(
+    tmp_path: Path, fake: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RIVERBED_TEST_KEY", "sk-test-very-secret")
+    gateway = make_gateway(tmp_path, fake, CHAT_FALLBACK)
+    traces: list[dict[str, Any]] = []
+    fake.script("cheap", Behaviour(status=401))
+
+    await gateway.complete("draft_reply", "x", tenant="a", traces=traces)
+
+    assert {r.headers["authorization"] for r in fake.received()} == {"Bearer sk-test-very-secret"}
+    assert "sk-test-very-secret" not in json.dumps(traces, default=str)
+    assert "sk-test" not in repr(Secrets().get("RIVERBED_TEST_KEY"))
+    await gateway.aclose()
+
+
+def test_secrets_file_is_used_when_the_environment_has_no_key(tmp_path: Path) -> None:
+    secrets_file = tmp_path / "secrets.toml"
+    secrets_file.write_text('RIVERBED_FILE_KEY = "from-file"\n', encoding="utf-8")
+    assert "RIVERBED_FILE_KEY" not in os.environ
+    key = Secrets(secrets_file).get("RIVERBED_FILE_KEY")
+    assert key is not None and key.get_secret_value() == "from-file"
+
+
+# -------------------------------------------------------------------------------------- policy file
+
+
+def test_invalid_policy_names_the_file_and_the_key(tmp_path: Path) -> None:
+    bad = """
+version = "x"
+[providers.remote]
+kind = "openai"
+[tasks.summarize]
+routes = [{ provider = "nowhere" }]
+"""
+    with pytest.raises(PolicyError, match=r"routes\.toml: providers\.remote: .*needs base_url"):
+        path = tmp_path / "routes.toml"
+        path.write_text(bad, encoding="utf-8")
+        load_policy(path)
+    with pytest.raises(PolicyError, match=r"unknown provider 'nowhere'"):
+        parse_policy(bad.replace('kind = "openai"', 'kind = "openai"\nbase_url = "http://x"'))
+    with pytest.raises(PolicyError, match=r"tasks\.x\.routes\.0\.retries"):
+        parse_policy(
+            'version="1"\n[providers.local]\nkind="local"\n[tasks.x]\nroutes=[{provider="local", retries=-1}]'
+        )
+    with pytest.raises(PolicyError, match="not valid TOML"):
+        parse_policy("version = ")
+
+
+def test_local_provider_cannot_serve_unknown_tasks() -> None:
+    with pytest.raises(PolicyError, match="local provider cannot serve task 'draft_reply'"):
+        parse_policy(
+            'version="1"\n[providers.local]\nkind="local"\n[tasks.draft_reply]\nroutes=[{provider="local"}]'
+        )
+
+
+def test_policy_reloads_on_change_and_keeps_the_last_good_one(tmp_path: Path, fake: FakeProvider) -> None:
+    path = write_policy(tmp_path / "routes.toml", fake, CHAT_FALLBACK)
+    store = PolicyStore(path, check_every_s=0)
+    assert store.policy.task("draft_reply").routes[0].model == "cheap"
+    fingerprint = store.fingerprint
+
+    write_policy(path, fake, CHAT_FALLBACK.replace('model = "cheap"', 'model = "small"'))
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 1_000_000))
+    assert store.policy.task("draft_reply").routes[0].model == "small"
+    assert store.fingerprint != fingerprint
+
+    path.write_text("version = ", encoding="utf-8")
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 2_000_000))
+    assert store.policy.task("draft_reply").routes[0].model == "small"
+
+
+def test_shipped_policy_serves_every_workflow_task_locally() -> None:
+    policy = load_policy()
+    for task in ("embed", "classify_intent", "classify_topic", "extract", "summarize"):
+        assert policy.providers[policy.task(task).routes[0].provider].local
+
+
+async def test_every_failure_is_a_gateway_error(tmp_path: Path, fake: FakeProvider) -> None:
+    """Callers catch one base class: whatever fails, it is a GatewayError with a retryable flag."""
+    fake.set_default(Behaviour(status=503))
+    gateway = make_gateway(tmp_path, fake, CHAT_FALLBACK)
+    with pytest.raises(GatewayError) as caught:
+        await gateway.complete("draft_reply", "x", tenant="a")
+    assert caught.value.retryable is True
+    assert "fake/cheap#1 ProviderUnavailable" in str(caught.value)
+    await gateway.aclose()
