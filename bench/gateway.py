@@ -7,7 +7,7 @@
 * cache_hit_p50_us — an exact-cache hit;
 * rate_limit_utilization and surfaced_429s — a second fake provider limited to R requests/min and
   answering in 250 ms gets a burst at 3x its limit for --burst-s seconds; the gateway's limiter
-  (R x 0.97) queues it, 429s that still happen are retried after Retry-After.
+  (R x 0.99) queues it, 429s that still happen are retried after Retry-After.
 
     python bench/gateway.py [--calls 2000] [--burst-s 60] [--rpm 1200]
 """
@@ -35,6 +35,7 @@ from bench.common import figure, free_port
 from gateway.errors import GatewayError
 from gateway.gateway import Gateway
 from gateway.policy import PolicyStore
+from gateway.pricing import load_prices
 
 MODEL = "bench-model"
 
@@ -76,7 +77,9 @@ routes = [{{ provider = "fake", model = "{MODEL}", max_tokens = 16, retries = {r
 """,
         encoding="utf-8",
     )
-    return Gateway(policy=PolicyStore(path))
+    prices = path.with_name("prices.toml")
+    prices.write_text(f'version = "bench"\n[models."fake/{MODEL}"]\ninput = "0.15"\noutput = "0.60"\n')
+    return Gateway(policy=PolicyStore(path), prices=load_prices(prices))
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -200,7 +203,7 @@ async def cache_hits(url: str, calls: int) -> None:
 
 
 async def rate_limited_burst(url: str, rpm: int, burst_s: float) -> None:
-    gateway = gateway_for(url, provider_extra=f"rpm = {int(rpm * 0.97)}\nburst_s = 0.05", retries=8)
+    gateway = gateway_for(url, provider_extra=f"rpm = {int(rpm * 0.99)}\nburst_s = 0.05", retries=8)
     interval = 60 / (3 * rpm)
     surfaced = 0
 
@@ -236,12 +239,16 @@ async def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--burst-s", type=float, default=60.0)
     parser.add_argument("--rpm", type=int, default=1200)
+    parser.add_argument("--only", choices=["overhead", "cache", "rate"], help="run one part only")
     args = parser.parse_args()
     with fake_provider() as url:
-        await overhead_and_throughput(url, args.calls)
-        await cache_hits(url, args.calls)
-    with fake_provider("--latency-ms", "250", "--rpm", str(args.rpm)) as url:
-        await rate_limited_burst(url, args.rpm, args.burst_s)
+        if args.only in (None, "overhead"):
+            await overhead_and_throughput(url, args.calls)
+        if args.only in (None, "cache"):
+            await cache_hits(url, args.calls)
+    if args.only in (None, "rate"):
+        with fake_provider("--latency-ms", "250", "--rpm", str(args.rpm)) as url:
+            await rate_limited_burst(url, args.rpm, args.burst_s)
 
 
 if __name__ == "__main__":

@@ -20,8 +20,12 @@ from cachetools import TLRUCache
 T = TypeVar("T")
 
 
-def request_key(tenant: str, task: str, policy_fingerprint: str, payload: Any) -> str:
-    blob = json.dumps([tenant, task, policy_fingerprint, payload], sort_keys=True, separators=(",", ":"))
+def request_key(tenant: str, task: str, policy_fingerprint: str, texts: tuple[Any, ...], extra: Any) -> str:
+    """``texts``: nested tuples of the request's strings and flags, hashed through ``repr`` (exact and
+    unambiguous for those types, and cheap); ``extra`` (schema, options) as sorted-key JSON."""
+    blob = repr((tenant, task, policy_fingerprint, texts))
+    if extra:
+        blob += json.dumps(extra, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.blake2b(blob.encode("utf-8", "surrogatepass"), digest_size=20).hexdigest()
 
 

@@ -53,6 +53,7 @@ from gateway.pricing import PriceTable, load_prices
 from gateway.providers.anthropic import AnthropicProvider
 from gateway.providers.base import HttpProvider, Message, Reply, Secrets, Usage
 from gateway.providers.openai import OpenAIProvider
+from gateway.redact import Redactor
 from gateway.semantic_cache import SemanticCache
 from gateway.tracing import AttemptFacts, trace_record
 
@@ -106,8 +107,10 @@ class Gateway:
         prices: PriceTable | None = None,
         secrets: Secrets | None = None,
         semantic_cache: SemanticCache | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self.local = local
+        self._redactor = redactor or Redactor()
         self._semantic = semantic_cache
         self._policy = policy or (PolicyStore(policy_file) if policy_file else PolicyStore())
         self._prices = prices or load_prices()
@@ -189,6 +192,9 @@ class Gateway:
         for provider in self._providers.values():
             await provider.aclose()
         self._providers.clear()
+        if self._semantic is not None:
+            self._semantic.close()
+            self._semantic = None
 
     # -- one request ------------------------------------------------------------------------------
 
@@ -203,7 +209,9 @@ class Gateway:
     async def _serve(self, req: ModelRequest, traces: list[TraceRecord]) -> ModelResponse:
         policy = self.policy
         task_policy = policy.task(req.task)
-        key = request_key(req.context.tenant_id, req.task, self._policy.fingerprint, _cache_payload(req))
+        key = request_key(
+            req.context.tenant_id, req.task, self._policy.fingerprint, _cache_texts(req), _cache_extra(req)
+        )
         if task_policy.cache_ttl_s is not None:
             started, t0 = datetime.now(UTC), time.perf_counter()
             cached = self._cache.get(key)
@@ -279,6 +287,7 @@ class Gateway:
             started_at=started,
             cost_usd=Decimal(0),
             cache_status=status,
+            **self._previews(req, response.output),
         )
         traces.append(trace_record(req.context, req.task, facts, self._prices.version))
         return ModelResponse(
@@ -519,7 +528,14 @@ class Gateway:
             cache_write_tokens=usage.cache_write_tokens,
             cost_usd=cost,
             error=error,
+            **self._previews(call.req, reply.output if reply else None),
         )
+
+    def _previews(self, req: ModelRequest, output: Any) -> dict[str, Any]:
+        """Masked previews of what the model saw and said: enough to debug an event, never raw PII."""
+        prompt, masked_in = self._redactor.preview(_prompt_text(req))
+        answer, masked_out = self._redactor.preview(_output_text(output)) if output is not None else ("", 0)
+        return {"input_preview": prompt, "output_preview": answer, "redactions": masked_in + masked_out}
 
     # -- the local tier's batch path --------------------------------------------------------------
 
@@ -609,20 +625,40 @@ def _chat_messages(req: ModelRequest, task_policy: TaskPolicy) -> list[Message]:
     return messages
 
 
+def _output_text(output: Any) -> str:
+    """Text of an answer for its preview: text as is, JSON as JSON, a label with its confidence,
+    entities as label: text; vectors and score matrices have no useful preview."""
+    if isinstance(output, str):
+        return output
+    if isinstance(output, dict):
+        return json.dumps(output, default=str)[:2000]
+    label = getattr(output, "label", None)
+    if isinstance(label, str):
+        confidence = getattr(output, "confidence", None)
+        return f"{label} ({confidence:.3f})" if isinstance(confidence, float) else label
+    if isinstance(output, list | tuple) and output and hasattr(output[0], "text"):
+        return "; ".join(f"{getattr(e, 'label', '')}: {e.text}" for e in output)
+    return ""
+
+
 def _prompt_text(req: ModelRequest) -> str:
     if req.messages:
         return "\n".join(f"{m.role}: {m.content}" for m in req.messages)
     return "\n\n".join(req.inputs)
 
 
-def _cache_payload(req: ModelRequest) -> Any:
-    return {
-        "m": [(m.role, m.content) for m in req.messages],
-        "t": req.inputs,
-        "s": req.json_schema,
-        "o": req.options,
-        "r": req.context.sensitivity == "restricted",
-    }
+def _cache_texts(req: ModelRequest) -> tuple[Any, ...]:
+    """The messages' (role, content) pairs and the inputs; a restricted request never shares an answer
+    with an unrestricted one (it may have been served by another route)."""
+    return (
+        req.context.sensitivity == "restricted",
+        tuple((m.role, m.content) for m in req.messages),
+        req.inputs,
+    )
+
+
+def _cache_extra(req: ModelRequest) -> Any:
+    return [req.json_schema, req.options] if req.json_schema or req.options else None
 
 
 def _structured(reply: Reply, schema: dict[str, Any]) -> Reply:

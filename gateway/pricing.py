@@ -7,7 +7,7 @@ hides spend exactly where nobody has looked yet.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
@@ -32,11 +32,14 @@ class ModelPrice:
 class PriceTable:
     version: str
     models: dict[str, ModelPrice]
+    _warned: set[str] = field(default_factory=set, compare=False, repr=False)
 
     def price(self, model_key: str) -> ModelPrice | None:
         price = self.models.get(model_key)
-        if price is None:
-            log.warning("price_unknown", model=model_key, price_version=self.version)
+        if price is None and model_key not in self._warned:
+            # once per model and process: loud enough to be found, not a log line per call
+            self._warned.add(model_key)
+            log.warning("price_unknown", model=model_key, price_version=self.version, cost="reported as NULL")
         return price
 
     def cost(

@@ -17,8 +17,9 @@ from typing import Any
 
 from sinks.vectors.base import VectorPoint, VectorStore, point_id
 
-EmbedFn = Callable[[Sequence[str]], Sequence[Sequence[float]]]
-"""Text → unit vectors; called off the event loop (it is CPU work)."""
+EmbedFn = Callable[[Sequence[str]], Any]
+"""Text → unit vectors (a row per text: a float matrix or nested sequences); called off the event
+loop, it is CPU work."""
 
 
 @dataclass(frozen=True)
@@ -83,3 +84,6 @@ class SemanticCache:
             "route": route,
         }
         self._store.upsert([VectorPoint(point_id(tenant, kind, prompt), vector, payload)])
+
+    def close(self) -> None:
+        self._store.close()

@@ -6,6 +6,7 @@ redelivered event re-emits the same trace ids and ClickHouse's ReplacingMergeTre
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,10 +28,23 @@ COST_QUANTUM = Decimal("0.000000001")
 
 def trace_id(ctx: CallContext, attempt: int, call_attempt: int = 1) -> str:
     key = f"riverbed:trace:{ctx.event_id}:{ctx.step}:{ctx.workflow_version}:{attempt}:{call_attempt}"
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, key))
+    return uuid5_str(key)
 
 
-@dataclass(frozen=True)
+_URL_NAMESPACE = uuid.NAMESPACE_URL.bytes
+
+
+def uuid5_str(name: str) -> str:
+    """``str(uuid.uuid5(NAMESPACE_URL, name))`` without building UUID objects: every call, cache hit
+    included, makes one, and the stdlib path costs as much as the rest of a cache hit."""
+    digest = bytearray(hashlib.sha1(_URL_NAMESPACE + name.encode("utf-8", "surrogatepass")).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+@dataclass(slots=True)
 class AttemptFacts:
     """What the gateway knows about one attempt once it is over."""
 
@@ -50,6 +64,10 @@ class AttemptFacts:
     cost_usd: Decimal | None = None
     cache_status: str = "miss"
     error: BaseException | None = None
+    input_preview: str = ""
+    output_preview: str = ""
+    redactions: int = 0
+    """PII items masked in the two previews (gateway/redact.py)."""
 
 
 def trace_record(ctx: CallContext, task: str, facts: AttemptFacts, price_version: str) -> dict[str, Any]:
@@ -82,5 +100,8 @@ def trace_record(ctx: CallContext, task: str, facts: AttemptFacts, price_version
         "status": "error" if error else "ok",
         "error_class": type(error).__name__ if error else None,
         "error_message": str(error)[:500] if error else None,
+        "input_preview": facts.input_preview,
+        "output_preview": facts.output_preview,
+        "redaction_count": facts.redactions,
         "started_at": facts.started_at,
     }

@@ -281,6 +281,9 @@ TRACE_COLUMNS: Final[tuple[str, ...]] = (
     "status",
     "error_class",
     "error_message",
+    "input_preview",
+    "output_preview",
+    "redaction_count",
     "started_at",
     "ingested_at",
 )
@@ -362,6 +365,9 @@ def trace_row(record: Mapping[str, Any], ingested_at: datetime) -> tuple[Any, ..
         record.get("gen_ai_usage_cache_creation_input_tokens", 0)
     )
     values["error_message"] = record.get("error_message")
+    values["input_preview"] = str(record.get("input_preview", ""))
+    values["output_preview"] = str(record.get("output_preview", ""))
+    values["redaction_count"] = int(record.get("redaction_count", 0))
     values["started_at"] = _utc(record["started_at"])
     values["ingested_at"] = _utc(ingested_at)
     return tuple(values[name] for name in TRACE_COLUMNS)

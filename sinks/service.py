@@ -34,6 +34,8 @@ class SinkStats:
     rows: Counter[str] = field(default_factory=Counter)
     rejected: Counter[str] = field(default_factory=Counter)
     flushes: int = 0
+    insert_failures: int = 0
+    paused: bool = False
 
 
 class ClickHouseSink:
@@ -118,18 +120,72 @@ class ClickHouseSink:
             traces, results = self._traces.drain(), self._results.drain()
             self._in_flight = len(traces) + len(results)
             try:
-                if traces:
-                    await asyncio.to_thread(self._client.insert, "traces", traces, TRACE_COLUMNS)
-                    self.stats.rows["traces"] += len(traces)
-                if results:
-                    await asyncio.to_thread(self._client.insert, "results", results, RESULT_COLUMNS)
-                    self.stats.rows["results"] += len(results)
+                await self._insert_until_done("traces", traces, TRACE_COLUMNS)
+                await self._insert_until_done("results", results, RESULT_COLUMNS)
                 if self._consumer is not None:
                     await self._consumer.commit()
             finally:
                 self._in_flight = 0
             if traces or results:
                 self.stats.flushes += 1
+
+    async def _insert_until_done(
+        self, table: str, rows: list[tuple[Any, ...]], columns: Sequence[str]
+    ) -> None:
+        """Insert, and while ClickHouse refuses, keep the rows, pause consumption and try again with
+        backoff: the backlog waits in its topic (not in our memory) and drains by itself when
+        ClickHouse is back. Only a stop gives up, uncommitted, so the rows replay on the next start."""
+        if not rows:
+            return
+        delay_s = self._settings.sink_retry_base_s
+        paused = False
+        while True:
+            try:
+                await asyncio.to_thread(self._client.insert, table, rows, columns)
+                break
+            except Exception as exc:
+                if self._stopping.is_set():
+                    raise
+                self.stats.insert_failures += 1
+                log.warning(
+                    "clickhouse_insert_failed",
+                    table=table,
+                    rows=len(rows),
+                    retry_in_s=delay_s,
+                    error=repr(exc),
+                )
+                if not paused:
+                    paused = self._pause()
+                await self._idle(delay_s)
+                delay_s = min(delay_s * 2, self._settings.sink_retry_cap_s)
+        self.stats.rows[table] += len(rows)
+        if paused:
+            self._resume()
+
+    def _pause(self) -> bool:
+        consumer = self._consumer
+        if consumer is None:
+            return False
+        consumer.pause(*consumer.assignment())
+        self.stats.paused = True
+        return True
+
+    def _resume(self) -> None:
+        if self._consumer is not None:
+            self._consumer.resume(*self._consumer.assignment())
+        self.stats.paused = False
+        log.info("clickhouse_insert_recovered")
+
+    async def _idle(self, seconds: float) -> None:
+        """Wait while paused, still polling (paused partitions return nothing), so the broker keeps
+        counting us as a live group member however long ClickHouse stays away."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while (left := deadline - loop.time()) > 0 and not self._stopping.is_set():
+            if self._consumer is None:
+                await asyncio.sleep(left)
+            else:
+                await self._consumer.getmany(timeout_ms=int(1000 * min(left, 0.5)))
 
     async def lag(self) -> int:
         """Records in the sink's topics not yet consumed by this sink (0 means caught up)."""

@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     chunk_overlap_words: int = Field(default=30, ge=0)
     sink_batch_rows: int = Field(default=5000, ge=1)
     sink_flush_interval_s: float = Field(default=1.0, gt=0)
+    sink_retry_base_s: float = Field(
+        default=0.5, gt=0, description="First wait after a failed ClickHouse insert; doubles per failure."
+    )
+    sink_retry_cap_s: float = Field(default=30.0, gt=0, description="Longest wait between insert retries.")
     intent_model: str = Field(default="banking77-intent", description="Classifier artifact name.")
     log_level: str = "INFO"
 

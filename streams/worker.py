@@ -25,7 +25,9 @@ from agents.outcome import BatchOutcome, InboundEvent, OutboundEvent, StepFailur
 from agents.routing import FailureRouter, RetryPolicy, delivery_attempt
 from gateway.gateway import Gateway
 from gateway.local.provider import LocalProvider
+from gateway.policy import PolicyStore
 from gateway.providers.base import Secrets
+from gateway.semantic_cache import SemanticCache
 from sinks.vectors import open_vector_store
 from streams import envelope as env
 from streams.codec import CodecError
@@ -77,10 +79,18 @@ class WorkerRuntime:
         )
         vectors.ensure_collection(provider.embedder.dimensions)
         http = httpx.AsyncClient(follow_redirects=True, max_redirects=5)
+        policy = PolicyStore(settings.gateway_policy_file)
+        semantic = None
+        if any(tp.semantic_threshold is not None for tp in policy.policy.tasks.values()):
+            cache_store = await asyncio.to_thread(
+                open_vector_store,
+                qdrant_url=settings.qdrant_url,
+                path=settings.data_dir / "qdrant-gateway-cache",
+                collection="gateway_cache",
+            )
+            semantic = SemanticCache(cache_store, provider.embedder.embed, provider.embedder.dimensions)
         gateway = Gateway(
-            provider,
-            policy_file=settings.gateway_policy_file,
-            secrets=Secrets(settings.gateway_secrets_file),
+            provider, policy=policy, secrets=Secrets(settings.gateway_secrets_file), semantic_cache=semantic
         )
         return cls(WorkflowDeps(settings=settings, gateway=gateway, vectors=vectors, http=http))
 

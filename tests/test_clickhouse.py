@@ -93,6 +93,9 @@ def trace_record(**overrides: Any) -> dict[str, Any]:
         "status": "ok",
         "error_class": None,
         "error_message": None,
+        "input_preview": "card [CARD] was charged twice",
+        "output_preview": "card_payment_not_recognised (0.912)",
+        "redaction_count": 1,
         "started_at": NOW - timedelta(minutes=5, microseconds=-123456),
     }
     record.update(overrides)
@@ -112,7 +115,7 @@ def insert_traces(ch: ClickHouseClient, *rows: tuple[Any, ...]) -> None:
 
 
 def test_migrate_applies_every_file_once(ch: ClickHouseClient) -> None:
-    assert migrate(ch) == ["0001_traces", "0002_results", "0003_trace_attempt_columns"]
+    assert migrate(ch) == ["0001_traces", "0002_results", "0003_trace_attempt_columns", "0004_trace_previews"]
     assert {"traces", "results", "schema_migrations"} <= tables(ch)
     recorded = dict(ch.query_rows("SELECT version, checksum FROM schema_migrations"))
     expected = {
@@ -127,7 +130,12 @@ def test_migrate_applies_every_file_once(ch: ClickHouseClient) -> None:
 
 def test_migrations_survive_reopening_the_path(chdb_dsn: str) -> None:
     with connect(chdb_dsn, DATABASE) as first:
-        assert migrate(first) == ["0001_traces", "0002_results", "0003_trace_attempt_columns"]
+        assert migrate(first) == [
+            "0001_traces",
+            "0002_results",
+            "0003_trace_attempt_columns",
+            "0004_trace_previews",
+        ]
         insert_traces(first, trace_row(trace_record(), NOW))
     with connect(chdb_dsn, DATABASE) as again:
         assert migrate(again) == []
@@ -173,10 +181,20 @@ def test_migrate_refuses_duplicate_numbers(ch: ClickHouseClient, migrations_copy
 
 def test_migrations_use_their_own_database(chdb_dsn: str) -> None:
     with connect(chdb_dsn, "tenant_a") as a, connect(chdb_dsn, "tenant_b") as b:
-        assert migrate(a) == ["0001_traces", "0002_results", "0003_trace_attempt_columns"]
+        assert migrate(a) == [
+            "0001_traces",
+            "0002_results",
+            "0003_trace_attempt_columns",
+            "0004_trace_previews",
+        ]
         insert_traces(a, trace_row(trace_record(), NOW))
         assert "traces" not in tables(b)
-        assert migrate(b) == ["0001_traces", "0002_results", "0003_trace_attempt_columns"]
+        assert migrate(b) == [
+            "0001_traces",
+            "0002_results",
+            "0003_trace_attempt_columns",
+            "0004_trace_previews",
+        ]
         assert b.query_scalar("SELECT count() FROM traces") == 0
         assert a.query_scalar("SELECT count() FROM traces") == 1
 

@@ -81,12 +81,12 @@ cap_s = 0.05
 
 
 def make_gateway(
-    tmp_path: Path, fake: FakeProvider, tasks: str, extra: str = "", provider: str = ""
+    tmp_path: Path, fake: FakeProvider, tasks: str, extra: str = "", provider: str = "", **kwargs: Any
 ) -> Gateway:
     prices_file = tmp_path / "prices.toml"
     prices_file.write_text(PRICES, encoding="utf-8")
     policy = PolicyStore(write_policy(tmp_path / "routes.toml", fake, tasks, extra, provider))
-    return Gateway(policy=policy, prices=load_prices(prices_file))
+    return Gateway(policy=policy, prices=load_prices(prices_file), **kwargs)
 
 
 CHAT_FALLBACK = """
@@ -594,4 +594,71 @@ async def test_every_failure_is_a_gateway_error(tmp_path: Path, fake: FakeProvid
         await gateway.complete("draft_reply", "x", tenant="a")
     assert caught.value.retryable is True
     assert "fake/cheap#1 ProviderUnavailable" in str(caught.value)
+    await gateway.aclose()
+
+
+# ---------------------------------------------------------------------------------- semantic cache
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Any:
+    from gateway.local.embedder import Embedder
+
+    return Embedder()
+
+
+async def test_semantic_cache_reuses_close_prompts_within_one_tenant_and_task_only(
+    tmp_path: Path, fake: FakeProvider, embedder: Any
+) -> None:
+    from gateway.semantic_cache import SemanticCache
+    from sinks.vectors import EdgeVectorStore
+
+    tasks = """
+[tasks.draft_reply]
+semantic_threshold = 0.9
+routes = [{ provider = "fake", model = "cheap" }]
+[tasks.summarize_ticket]
+semantic_threshold = 0.9
+routes = [{ provider = "fake", model = "cheap" }]
+"""
+    store = EdgeVectorStore(tmp_path / "semcache", "gateway_cache")
+    semantic = SemanticCache(store, embedder.embed, embedder.dimensions)
+    gateway = make_gateway(tmp_path, fake, tasks, semantic_cache=semantic)
+
+    first = await gateway.complete("draft_reply", "How do I reset my online banking password?", tenant="acme")
+    close = await gateway.complete("draft_reply", "how do I reset my online banking password", tenant="acme")
+    other_tenant = await gateway.complete(
+        "draft_reply", "How do I reset my online banking password?", tenant="globex"
+    )
+    other_task = await gateway.complete(
+        "summarize_ticket", "How do I reset my online banking password?", tenant="acme"
+    )
+    unrelated = await gateway.complete("draft_reply", "My card was swallowed by the ATM", tenant="acme")
+
+    assert first.cache_status == "miss"
+    assert close.cache_status == "semantic_hit" and close.output == first.output
+    assert other_tenant.cache_status == "miss"
+    assert other_task.cache_status == "miss"
+    assert unrelated.cache_status == "miss"
+    assert fake.count() == 4
+    await gateway.aclose()
+    store.close()
+
+
+async def test_traces_carry_masked_previews_never_raw_pii(tmp_path: Path, fake: FakeProvider) -> None:
+    fake.set_default(Behaviour(content="I will email jane@example.com and refund card 4111 1111 1111 1111"))
+    gateway = make_gateway(tmp_path, fake, CHAT_FALLBACK)
+    traces: list[dict[str, Any]] = []
+
+    await gateway.complete(
+        "draft_reply", "I am jane@example.com, IBAN DE89370400440532013000", tenant="a", traces=traces
+    )
+
+    (trace,) = traces
+    blob = json.dumps(traces, default=str)
+    for secret in ("jane@example.com", "4111 1111 1111 1111", "DE89370400440532013000"):
+        assert secret not in blob
+    assert "[EMAIL]" in trace["input_preview"] and "[IBAN]" in trace["input_preview"]
+    assert "[CARD]" in trace["output_preview"]
+    assert trace["redaction_count"] == 4
     await gateway.aclose()
