@@ -1,15 +1,20 @@
-"""Delivery figures: how long the pipeline takes to process events again after a broker restart,
-and that nothing published before the restart is lost.
+"""Delivery figures: how long the pipeline takes to process events again after a broker restart
+(and that nothing published before it is lost), and how well one worker turns concurrency into
+throughput when its model calls are slow.
 
-    python bench/delivery.py [--rounds 3]
+    python bench/delivery.py [--rounds 3] [--only restart|concurrency]
 
 Brings up its own broker on a free port with data in a temp dir, trains a small intent head, runs a
 real worker, then per round: stops the broker (SIGTERM by PID), starts it again on the same data
 dir, publishes fresh tickets the moment it answers metadata, and times until the first of them
 comes back as a result. Prints the median as ``broker_restart_recovery_s``.
 
-Not measured here yet: ``concurrency_efficiency`` needs a provider with injectable latency (the
-HTTP providers of the gateway issue); the local models have none to hide.
+``concurrency_efficiency``: the ticket workflow with every model step routed to the fake provider
+(gateway/fake_provider.py) answering in 200 ms. A ticket's critical path is three calls in a row
+(classify and extract side by side, then embed, then summarize) = 600 ms, so with C tickets in flight
+the ideal is C / 0.6 s tickets/s (no provider limit is set). One worker per level, C = batch size x 2
+batches in flight; throughput = tickets completed between the first and the last result / that time.
+The curve is printed; the figure is the efficiency at C = 256.
 """
 
 from __future__ import annotations
@@ -19,23 +24,47 @@ import asyncio
 import csv
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import embedded_stack, figure
+from gateway.fake_provider import Behaviour, FakeProvider
 from gateway.local.training import BANKING77_TEST, BANKING77_TRAIN, train
 from streams import envelope as env
 from streams import processes, stack
 from streams.config import Settings
-from streams.offsets import partitions_of
+from streams.offsets import end_offsets, partitions_of, reader_from
 from streams.publish import Published, publish, read_rows, ticket_drafts
 from streams.topics import TICKET_TRIAGED
 
 TICKETS_PER_ROUND = 200
+PROVIDER_LATENCY_S = 0.2
+CRITICAL_PATH_CALLS = 3
+REMOTE_TICKET_POLICY = """
+version = "bench-concurrency"
+[providers.local]
+kind = "local"
+[providers.llm]
+kind = "openai"
+base_url = "{url}/v1"
+timeout_s = 10
+max_connections = 1024
+[tasks.classify_intent]
+routes = [{{ provider = "llm", model = "intent" }}]
+[tasks.extract]
+routes = [{{ provider = "llm", model = "entities" }}]
+[tasks.embed]
+routes = [{{ provider = "llm", model = "embedder", dimensions = 384 }}]
+[tasks.summarize]
+routes = [{{ provider = "llm", model = "summary" }}]
+[tasks.classify_topic]
+routes = [{{ provider = "local" }}]
+"""
 
 
 async def first_result_after(settings: Settings, causes: set[str], timeout_s: float) -> tuple[float, int]:
@@ -70,21 +99,113 @@ def tickets(rows: list[dict[str, str]], round_no: int) -> list[dict[str, str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", choices=["restart", "concurrency"])
+    parser.add_argument("--levels", default="16,64,128,256", help="tickets in flight, comma-separated")
+    parser.add_argument("--batch", type=int, default=32, help="tickets per batch")
     args = parser.parse_args()
     with embedded_stack("delivery") as settings:
-        run_rounds(settings, args.rounds)
+        train_small_head(settings)
+        if args.only in (None, "restart"):
+            run_rounds(settings, args.rounds)
+        if args.only in (None, "concurrency"):
+            concurrency_curve(settings, [int(x) for x in args.levels.split(",")], args.batch)
+
+
+def train_small_head(settings: Settings) -> None:
+    subset = settings.data_dir / "train-subset.csv"
+    with BANKING77_TRAIN.open(newline="", encoding="utf-8") as src, subset.open("w", newline="") as dst:
+        rows = list(csv.DictReader(src))[::5]
+        writer = csv.DictWriter(dst, fieldnames=["text", "category"])
+        writer.writeheader()
+        writer.writerows({"text": r["text"], "category": r["category"]} for r in rows)
+    train(settings.models_dir, settings.intent_model, subset)
+
+
+async def result_times(
+    settings: Settings, start: dict[TopicPartition, int], causes: set[str], timeout_s: float
+) -> list[float]:
+    """Monotonic arrival time of the first result of each cause, reading from ``start``."""
+    consumer = await reader_from(settings.kafka_bootstrap, start)
+    try:
+        seen: dict[str, float] = {}
+        deadline = time.monotonic() + timeout_s
+        while len(seen) < len(causes) and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=100, max_records=5000)).values():
+                now = time.monotonic()
+                for r in records:
+                    cause = env.header_map(r.headers).get("ce_causationid", "")
+                    if cause in causes:
+                        seen.setdefault(cause, now)
+        if len(seen) < len(causes):
+            raise TimeoutError(f"{len(seen)}/{len(causes)} results within {timeout_s}s")
+        return sorted(seen.values())
+    finally:
+        await consumer.stop()
+
+
+async def timed_batch(settings: Settings, rows: list[dict[str, str]], tenant: str) -> list[float]:
+    start = await end_offsets(settings.kafka_bootstrap, [TICKET_TRIAGED])
+    published = await publish(settings.kafka_bootstrap, list(ticket_drafts(rows, tenant=tenant)))
+    return await result_times(settings, start, {p.event_id for p in published}, timeout_s=600)
+
+
+def fake_answers(fake: FakeProvider) -> None:
+    """Every model answers in PROVIDER_LATENCY_S, in the shape its task's contract asks for."""
+    answers = {
+        "intent": '{"label": "card_arrival", "confidence": 0.9}',
+        "entities": '{"entities": []}',
+        "summary": "Customer asks where the card is.",
+    }
+    fake.set_default(Behaviour(latency_s=PROVIDER_LATENCY_S))
+    for model, content in answers.items():
+        fake.set_default(Behaviour(latency_s=PROVIDER_LATENCY_S, content=content), model=model)
+
+
+def one_level(settings: Settings, sample: list[dict[str, str]], level: int, batch: int) -> float:
+    """Tickets/s of one worker with ``level`` tickets in flight (level/batch batches of ``batch``)."""
+    batch = min(batch, level)
+    level_settings = settings.model_copy(
+        update={
+            "worker_batch_size": batch,
+            "worker_inflight_batches": max(1, level // batch),
+            "worker_batch_window_s": 0.05,
+        }
+    )
+    count = max(300, int(level / (CRITICAL_PATH_CALLS * PROVIDER_LATENCY_S) * 12))
+    rows = [{**sample[i % len(sample)], "ticket_id": f"C{level}-{i:05d}"} for i in range(count)]
+    log_path = Path(tempfile.gettempdir()) / f"riverbed-bench-concurrency-{level}.log"
+    log_path.unlink(missing_ok=True)
+    worker = processes.spawn(level_settings, "worker", ["worker"], log_path=log_path)
+    try:
+        warm = [{**r, "ticket_id": r["ticket_id"] + "w"} for r in rows[:level]]
+        asyncio.run(timed_batch(settings, warm, "warm"))
+        times = asyncio.run(timed_batch(settings, rows, f"c{level}"))
+    finally:
+        processes.stop(worker.pid)
+    return (len(times) - 1) / (times[-1] - times[0])
+
+
+def concurrency_curve(settings: Settings, levels: list[int], batch: int) -> None:
+    with FakeProvider(log_limit=0) as fake:
+        fake_answers(fake)
+        policy = settings.data_dir / "routes-remote.toml"
+        policy.write_text(REMOTE_TICKET_POLICY.format(url=fake.url), encoding="utf-8")
+        remote = settings.model_copy(update={"gateway_policy_file": policy})
+        sample = list(read_rows(BANKING77_TEST))
+        efficiency = {}
+        for level in levels:
+            ideal = level / (CRITICAL_PATH_CALLS * PROVIDER_LATENCY_S)
+            achieved = one_level(remote, sample, level, batch)
+            efficiency[level] = achieved / ideal
+            print(f"in flight {level:4d}: {achieved:7.1f} tickets/s, ideal {ideal:7.1f}, ", end="")
+            print(f"efficiency {efficiency[level]:.3f}", flush=True)
+        if 256 in efficiency:
+            figure("concurrency_efficiency", efficiency[256])
 
 
 def run_rounds(settings: Settings, rounds: int) -> None:
     worker = None
     try:
-        subset = settings.data_dir / "train-subset.csv"
-        with BANKING77_TRAIN.open(newline="", encoding="utf-8") as src, subset.open("w", newline="") as dst:
-            rows = list(csv.DictReader(src))[::5]
-            writer = csv.DictWriter(dst, fieldnames=["text", "category"])
-            writer.writeheader()
-            writer.writerows({"text": r["text"], "category": r["category"]} for r in rows)
-        train(settings.models_dir, settings.intent_model, subset)
         sample = list(read_rows(BANKING77_TEST))[:TICKETS_PER_ROUND]
         worker = processes.spawn(settings, "worker", ["worker"])
 

@@ -40,6 +40,8 @@ from gateway.policy import PolicyStore
 from gateway.pricing import load_prices
 
 MODEL = "bench-model"
+WORK_DIR: str | None = None
+"""Where policy and price files go; a temporary directory removed when the run ends."""
 
 
 @contextmanager
@@ -63,7 +65,7 @@ def fake_provider(*args: str) -> Iterator[str]:
 
 
 def gateway_for(url: str, provider_extra: str = "", task_extra: str = "", retries: int = 0) -> Gateway:
-    path = Path(tempfile.mkdtemp(prefix="riverbed-bench-gw-")) / "routes.toml"
+    path = Path(tempfile.mkdtemp(prefix="riverbed-bench-gw-", dir=WORK_DIR)) / "routes.toml"
     path.write_text(
         f"""
 version = "bench"
@@ -254,6 +256,13 @@ async def main() -> None:
     parser.add_argument("--rpm", type=int, default=1200)
     parser.add_argument("--only", choices=["overhead", "cache", "rate"], help="run one part only")
     args = parser.parse_args()
+    global WORK_DIR
+    with tempfile.TemporaryDirectory(prefix="riverbed-bench-gw-") as work:
+        WORK_DIR = work
+        await run_parts(args)
+
+
+async def run_parts(args: argparse.Namespace) -> None:
     with fake_provider() as url:
         if args.only in (None, "overhead"):
             await overhead_and_throughput(url, args.calls)

@@ -11,7 +11,16 @@ from typing import Any
 from gateway.errors import GatewayError
 from gateway.providers.base import Message
 
-__all__ = ["CallContext", "Entity", "GatewayError", "Message", "ModelRequest", "ModelResponse", "Task"]
+__all__ = [
+    "CallContext",
+    "Entity",
+    "GatewayError",
+    "Message",
+    "ModelRequest",
+    "ModelResponse",
+    "Prediction",
+    "Task",
+]
 
 
 class Task(StrEnum):
@@ -90,6 +99,15 @@ class ModelResponse:
     trace_id: str
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A classification, whoever made it: the local heads and remote routes both answer this."""
+
+    label: str
+    confidence: float  # calibrated max probability (remote routes: the model's own estimate)
+    top: tuple[tuple[str, float], ...]  # up to a few (label, probability), most probable first
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,8 @@ class ProviderConfig(_Strict):
     """How many seconds' worth of the rate may go out at once: the token buckets' depth."""
     timeout_s: float = Field(default=30.0, gt=0)
     max_connections: int = Field(default=256, gt=0)
+    transport: Literal["auto", "httpx", "aiohttp"] = "auto"
+    """HTTP client under httpx: ``auto`` = httpx with HTTP/2 for https, aiohttp for http (faster)."""
 
     @model_validator(mode="after")
     def _remote_needs_url(self) -> ProviderConfig:
@@ -65,6 +67,8 @@ class Route(_Strict):
     context_window: int | None = Field(default=None, gt=0)
     retries: int = Field(default=2, ge=0)
     """Retries on this route (429, 5xx, timeouts) before falling back to the next one."""
+    dimensions: int | None = Field(default=None, gt=0)
+    """Embedding routes: vector size to ask for (it must match the vector store's collection)."""
 
     @property
     def name(self) -> str:

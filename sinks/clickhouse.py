@@ -34,6 +34,7 @@ from typing import Any, Final
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
+from gateway.redact import Redactor
 from streams.config import PROJECT_ROOT
 
 __all__ = [
@@ -304,6 +305,7 @@ RESULT_COLUMNS: Final[tuple[str, ...]] = (
     "summary",
     "similar_ids",
     "chunk_count",
+    "redaction_count",
     "processed_at",
     "ingested_at",
 )
@@ -382,14 +384,42 @@ def _unique(values: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
 
+PII_ENTITY_LABELS: Final[frozenset[str]] = frozenset({"EMAIL", "IBAN", "CARD_REF", "ACCOUNT_REF", "PHONE"})
+"""Entities that are personal data by their label: stored as ``[LABEL]`` whatever their text."""
+
+
+def _masked_outputs(
+    labels: list[str], texts: list[str], summary: str, redactor: Redactor | None
+) -> tuple[list[str], str, int]:
+    if redactor is None:
+        return texts, summary, 0
+    masked_texts, count = [], 0
+    for label, text in zip(labels, texts, strict=True):
+        if label in PII_ENTITY_LABELS:
+            masked_texts.append(f"[{label}]")
+            count += 1
+            continue
+        masked, found = redactor.redact(text)
+        masked_texts.append(masked)
+        count += sum(found.values())
+    masked_summary, found = redactor.redact(summary)
+    return masked_texts, masked_summary, count + sum(found.values())
+
+
 def result_row(
-    topic: str, event_id: str, record: Mapping[str, Any], ingested_at: datetime
+    topic: str,
+    event_id: str,
+    record: Mapping[str, Any],
+    ingested_at: datetime,
+    redactor: Redactor | None = None,
 ) -> tuple[Any, ...]:
     """Decoded result record -> tuple in RESULT_COLUMNS order.
 
     ticket.triaged.v1: labels = [intent], label_scores = [intent_confidence], similar_ids = the similar
     items' source ids (rank order, de-duplicated), chunk_count = 0.
     document.enriched.v1: labels/label_scores from ``labels``, priority = '', similar_ids = [].
+    With a ``redactor``, entity texts and the summary are PII-masked (the stored copy only: the result
+    event downstream keeps them) and ``redaction_count`` says how many items were masked.
     """
     workflow = _RESULT_WORKFLOWS.get(topic)
     if workflow is None:
@@ -397,6 +427,9 @@ def result_row(
             f"no results mapping for topic {topic!r}; expected one of {sorted(_RESULT_WORKFLOWS)}"
         )
     entity_labels, entity_texts = _entities(record)
+    entity_texts, summary, redactions = _masked_outputs(
+        entity_labels, entity_texts, str(record["summary"]), redactor
+    )
     if workflow == "ticket":
         subject_id = str(record["ticket_id"])
         labels = [str(record["intent"])]
@@ -425,9 +458,10 @@ def result_row(
         "priority": priority,
         "entity_labels": entity_labels,
         "entity_texts": entity_texts,
-        "summary": str(record["summary"]),
+        "summary": summary,
         "similar_ids": similar_ids,
         "chunk_count": chunk_count,
+        "redaction_count": redactions,
         "processed_at": _utc(record["processed_at"]),
         "ingested_at": _utc(ingested_at),
     }

@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from gateway.redact import Redactor
 from sinks.batcher import BatchBuffer
 from sinks.clickhouse import RESULT_COLUMNS, TRACE_COLUMNS, ClickHouseClient, result_row, trace_row
 from streams import envelope as env
@@ -27,6 +28,8 @@ from streams.topics import AI_TRACES, RESULT_TOPICS
 
 log = structlog.get_logger(__name__)
 SINK_GROUP_SUFFIX = "clickhouse-sink"
+MAX_POLL_INTERVAL_MS = 60 * 60 * 1000
+"""How long the sink may go without fetching (it stops fetching while ClickHouse is down)."""
 
 
 @dataclass
@@ -49,6 +52,7 @@ class ClickHouseSink:
             settings.sink_batch_rows, settings.sink_flush_interval_s
         )
         self._consumer: AIOKafkaConsumer | None = None
+        self._redactor = Redactor(settings.redact_patterns)
         self.stats = SinkStats()
         self._stopping = asyncio.Event()
         self._flush_lock = asyncio.Lock()
@@ -67,6 +71,7 @@ class ClickHouseSink:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=self._settings.sink_batch_rows,
+            max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
         )
         self._consumer = consumer
         await consumer.start()
@@ -98,7 +103,7 @@ class ClickHouseSink:
                 if record.topic == AI_TRACES:
                     self._traces.add(trace_row(data.data, now))
                 else:
-                    self._results.add(result_row(record.topic, data.id, data.data, now))
+                    self._results.add(result_row(record.topic, data.id, data.data, now, self._redactor))
             except (CodecError, env.EnvelopeError, KeyError, ValueError) as exc:
                 # The seam for a sink DLQ: the record stays in its topic at this offset for replay.
                 self.stats.rejected[record.topic] += 1
@@ -177,15 +182,13 @@ class ClickHouseSink:
         log.info("clickhouse_insert_recovered")
 
     async def _idle(self, seconds: float) -> None:
-        """Wait while paused, still polling (paused partitions return nothing), so the broker keeps
-        counting us as a live group member however long ClickHouse stays away."""
+        """Wait without polling: nothing is fetched, so nothing piles up in memory. The group keeps
+        us as a member for ``MAX_POLL_INTERVAL_MS``; an outage longer than that costs a rejoin
+        (the uncommitted rows are replayed, never lost)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
         while (left := deadline - loop.time()) > 0 and not self._stopping.is_set():
-            if self._consumer is None:
-                await asyncio.sleep(left)
-            else:
-                await self._consumer.getmany(timeout_ms=int(1000 * min(left, 0.5)))
+            await asyncio.sleep(min(left, 0.2))
 
     async def lag(self) -> int:
         """Records in the sink's topics not yet consumed by this sink (0 means caught up)."""

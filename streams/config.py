@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     )
     sink_retry_cap_s: float = Field(default=30.0, gt=0, description="Longest wait between insert retries.")
     intent_model: str = Field(default="banking77-intent", description="Classifier artifact name.")
+    redact_patterns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra PII patterns masked before storage: name → regex (employee_id = 'EMP-\\d{6}').",
+    )
     log_level: str = "INFO"
 
     @classmethod

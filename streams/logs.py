@@ -11,6 +11,10 @@ import structlog
 def configure_logging(level: str = "INFO") -> None:
     numeric = getattr(logging, level.upper(), logging.INFO)
     logging.basicConfig(level=numeric, stream=sys.stderr, format="%(message)s")
+    # httpx logs every request at INFO: thousands of lines a second from the gateway's provider calls,
+    # each of which already leaves a trace record (and a log line when it fails).
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,

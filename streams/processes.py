@@ -7,6 +7,7 @@ configuration its parent resolved, whatever mix of file, env and arguments produ
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -20,7 +21,10 @@ from streams.config import Settings
 def settings_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     for name, value in settings.model_dump().items():
-        env[f"RIVERBED_{name.upper()}"] = str(value)
+        if value is None:
+            continue  # unset stays unset (the string "None" would read back as a value)
+        # complex values travel as JSON, which is how pydantic-settings reads them back
+        env[f"RIVERBED_{name.upper()}"] = json.dumps(value) if isinstance(value, dict | list) else str(value)
     return env
 
 

@@ -27,6 +27,7 @@ from gateway.gateway import Gateway
 from gateway.local.provider import LocalProvider
 from gateway.policy import PolicyStore
 from gateway.providers.base import Secrets
+from gateway.redact import Redactor
 from gateway.semantic_cache import SemanticCache
 from sinks.vectors import open_vector_store
 from streams import envelope as env
@@ -90,7 +91,11 @@ class WorkerRuntime:
             )
             semantic = SemanticCache(cache_store, provider.embedder.embed, provider.embedder.dimensions)
         gateway = Gateway(
-            provider, policy=policy, secrets=Secrets(settings.gateway_secrets_file), semantic_cache=semantic
+            provider,
+            policy=policy,
+            secrets=Secrets(settings.gateway_secrets_file),
+            semantic_cache=semantic,
+            redactor=Redactor(settings.redact_patterns),
         )
         return cls(WorkflowDeps(settings=settings, gateway=gateway, vectors=vectors, http=http))
 

@@ -64,6 +64,15 @@ def migrations_copy(tmp_path: Path) -> Path:
     return target
 
 
+SHIPPED_MIGRATIONS = [
+    "0001_traces",
+    "0002_results",
+    "0003_trace_attempt_columns",
+    "0004_trace_previews",
+    "0005_results_redaction",
+]
+
+
 def trace_record(**overrides: Any) -> dict[str, Any]:
     record: dict[str, Any] = {
         "trace_id": "evt-1:classify:v3:1",
@@ -115,7 +124,7 @@ def insert_traces(ch: ClickHouseClient, *rows: tuple[Any, ...]) -> None:
 
 
 def test_migrate_applies_every_file_once(ch: ClickHouseClient) -> None:
-    assert migrate(ch) == ["0001_traces", "0002_results", "0003_trace_attempt_columns", "0004_trace_previews"]
+    assert migrate(ch) == SHIPPED_MIGRATIONS
     assert {"traces", "results", "schema_migrations"} <= tables(ch)
     recorded = dict(ch.query_rows("SELECT version, checksum FROM schema_migrations"))
     expected = {
@@ -130,12 +139,7 @@ def test_migrate_applies_every_file_once(ch: ClickHouseClient) -> None:
 
 def test_migrations_survive_reopening_the_path(chdb_dsn: str) -> None:
     with connect(chdb_dsn, DATABASE) as first:
-        assert migrate(first) == [
-            "0001_traces",
-            "0002_results",
-            "0003_trace_attempt_columns",
-            "0004_trace_previews",
-        ]
+        assert migrate(first) == SHIPPED_MIGRATIONS
         insert_traces(first, trace_row(trace_record(), NOW))
     with connect(chdb_dsn, DATABASE) as again:
         assert migrate(again) == []
@@ -181,20 +185,10 @@ def test_migrate_refuses_duplicate_numbers(ch: ClickHouseClient, migrations_copy
 
 def test_migrations_use_their_own_database(chdb_dsn: str) -> None:
     with connect(chdb_dsn, "tenant_a") as a, connect(chdb_dsn, "tenant_b") as b:
-        assert migrate(a) == [
-            "0001_traces",
-            "0002_results",
-            "0003_trace_attempt_columns",
-            "0004_trace_previews",
-        ]
+        assert migrate(a) == SHIPPED_MIGRATIONS
         insert_traces(a, trace_row(trace_record(), NOW))
         assert "traces" not in tables(b)
-        assert migrate(b) == [
-            "0001_traces",
-            "0002_results",
-            "0003_trace_attempt_columns",
-            "0004_trace_previews",
-        ]
+        assert migrate(b) == SHIPPED_MIGRATIONS
         assert b.query_scalar("SELECT count() FROM traces") == 0
         assert a.query_scalar("SELECT count() FROM traces") == 1
 
@@ -341,6 +335,7 @@ def test_results_round_trip(migrated: ClickHouseClient) -> None:
         "summary": "Card has not arrived.",
         "similar_ids": ["T-7", "D-1"],
         "chunk_count": 0,
+        "redaction_count": 0,
         "processed_at": NOW - timedelta(seconds=1, microseconds=-250000),
         "ingested_at": NOW,
     }
@@ -400,3 +395,24 @@ def test_query_scalar_is_none_without_rows_and_close_is_idempotent(chdb_dsn: str
     client.close()
     client.close()
     assert client.closed
+
+
+def test_stored_results_are_pii_masked_and_counted(migrated: ClickHouseClient) -> None:
+    from gateway.redact import Redactor
+
+    record = ticket_record() | {
+        "entities": [
+            {"label": "EMAIL", "text": "jane@example.com", "start": 0, "end": 16},
+            {"label": "ORG", "text": "Acme Bank", "start": 20, "end": 29},
+            {"label": "MONEY", "text": "£40 to 4111 1111 1111 1111", "start": 30, "end": 50},
+        ],
+        "summary": "Jane (jane@example.com, EMP-123456) was charged twice.",
+    }
+    row = result_row("ticket.triaged.v1", "evt-pii", record, NOW, Redactor({"employee_id": r"EMP-\d{6}"}))
+    values = dict(zip(RESULT_COLUMNS, row, strict=True))
+    assert values["entity_texts"] == ["[EMAIL]", "Acme Bank", "£40 to [CARD]"]
+    assert values["summary"] == "Jane ([EMAIL], [EMPLOYEE_ID]) was charged twice."
+    assert values["redaction_count"] == 4
+    migrated.insert("results", [row], RESULT_COLUMNS)
+    stored = migrated.query_rows("SELECT summary, entity_texts FROM results WHERE event_id = 'evt-pii'")
+    assert "jane@example.com" not in repr(stored) and "4111" not in repr(stored)

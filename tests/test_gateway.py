@@ -662,3 +662,82 @@ async def test_traces_carry_masked_previews_never_raw_pii(tmp_path: Path, fake: 
     assert "[CARD]" in trace["output_preview"]
     assert trace["redaction_count"] == 4
     await gateway.aclose()
+
+
+async def test_remote_routes_answer_workflow_tasks_with_the_local_tiers_types(
+    tmp_path: Path, fake: FakeProvider
+) -> None:
+    """A workflow never learns which route answered: remote answers become the same typed outputs."""
+    from gateway.gateway import ad_hoc_context
+    from gateway.models import Entity, ModelRequest, Prediction
+
+    fake.set_default(Behaviour(content='{"label": "card_arrival", "confidence": 0.8}'), model="intent")
+    fake.set_default(Behaviour(content='{"entities": [{"label": "MONEY", "text": "$40"}]}'), model="ner")
+    fake.set_default(Behaviour(content='{"label": "card_arrival"}'), model="sloppy")
+    tasks = """
+[tasks.classify_intent]
+routes = [{ provider = "fake", model = "sloppy" }, { provider = "fake", model = "intent" }]
+[tasks.extract]
+routes = [{ provider = "fake", model = "ner" }]
+[tasks.embed]
+routes = [{ provider = "fake", model = "emb" }]
+"""
+    gateway = make_gateway(tmp_path, fake, tasks)
+    text = "Where is my card? I paid $40 for it"
+
+    def batch(task: str) -> list[ModelRequest]:
+        return [ModelRequest(task, ad_hoc_context("acme", task), text) for _ in range(3)]
+
+    traces: list[dict[str, Any]] = []
+    intents = await gateway.run(batch("classify_intent"), traces)
+    entities = await gateway.run(batch("extract"), traces)
+    vectors = await gateway.run(batch("embed"), traces)
+
+    for response in intents:
+        assert not isinstance(response, GatewayError)
+        assert response.output == Prediction("card_arrival", 0.8, (("card_arrival", 0.8),))
+        assert response.model == "intent"  # the sloppy answer failed the contract's schema
+    for response in entities:
+        assert not isinstance(response, GatewayError)
+        assert response.output == [Entity("MONEY", "$40", text.index("$40"), text.index("$40") + 3)]
+    for response in vectors:
+        assert not isinstance(response, GatewayError)
+        assert response.output.shape == (1, 8) and str(response.output.dtype) == "float32"
+    assert "confidence" in json.dumps(fake.received("intent")[0].body["response_format"])
+    await gateway.aclose()
+
+
+@pytest.mark.parametrize("transport", ["httpx", "aiohttp"])
+async def test_both_transports_classify_wire_failures_alike(
+    tmp_path: Path, fake: FakeProvider, transport: str
+) -> None:
+    fake.script(
+        "cheap",
+        Behaviour(body="truncated"),
+        Behaviour(hang=True),
+        Behaviour(status=429, retry_after_s=0.05),
+        Behaviour(status=502),
+        Behaviour(body="malformed_json"),
+    )
+    tasks = """
+[tasks.draft_reply]
+routes = [
+  { provider = "fake", model = "cheap", retries = 4, timeout_s = 0.3 },
+  { provider = "fake", model = "big" },
+]
+"""
+    gateway = make_gateway(tmp_path, fake, tasks, provider=f'transport = "{transport}"')
+    traces: list[dict[str, Any]] = []
+
+    response = await gateway.complete("draft_reply", "x", tenant="a", traces=traces)
+
+    assert [t["error_class"] for t in traces] == [
+        "ProviderUnavailable",
+        "ProviderTimeout",
+        "RateLimited",
+        "ProviderUnavailable",
+        "MalformedResponse",
+        None,
+    ]
+    assert response.model == "big"
+    await gateway.aclose()

@@ -50,6 +50,28 @@ from tests.conftest import cli, drain_sink, run
 from tests.test_textract import build_pdf
 
 TICKETS = 120
+PII = {
+    "email": "jane.roe@example.org",
+    "phone": "+44 20 7946 0958",
+    "card": "4111 1111 1111 1111",
+    "iban": "GB82 WEST 1234 5698 7654 32",
+    "ip": "203.0.113.77",
+    "employee id": "EMP-482913",  # a configured pattern
+}
+PII_TICKETS = [
+    {
+        "ticket_id": "PII-1",
+        "text": f"My card {PII['card']} was charged twice. Email {PII['email']} or call {PII['phone']}.",
+    },
+    {
+        "ticket_id": "PII-2",
+        "text": f"Refund to IBAN {PII['iban']} please, agent {PII['employee id']} agreed.",
+    },
+    {
+        "ticket_id": "PII-3",
+        "text": f"I logged in from {PII['ip']} and my transfer to jane.roe@example.org failed.",
+    },
+]
 RETRY_ATTEMPTS = 3
 TICKET_STEPS = 4  # classify, extract, retrieve, summarize
 DOCUMENT_STEPS = 4  # classify, extract, embed, summarize
@@ -73,6 +95,8 @@ class PipelineRun:
     requeued: Observed
     """What came out after the DLQ's fetch failures were requeued once the outage was over."""
     fetch_failures: set[str]
+    pii: dict[str, Published]
+    """Tickets seeded with known PII (tenant pii-co)."""
 
 
 def _bad_ticket_events() -> list[tuple[str, bytes, list[tuple[str, bytes]], str]]:
@@ -166,6 +190,7 @@ def pipeline(
             "retry_max_attempts": RETRY_ATTEMPTS,
             "retry_backoff_base_s": 0.2,
             "retry_backoff_cap_s": 1.0,
+            "redact_patterns": {"employee_id": r"EMP-\d{6}"},
         }
     )
     docs = _make_docs(root)
@@ -239,6 +264,10 @@ def pipeline(
                 ],
             )
         )
+        pii = {
+            p.event_id: p
+            for p in run(publish(settings.kafka_bootstrap, ticket_drafts(PII_TICKETS, tenant="pii-co")))
+        }
         raw_bad = _bad_ticket_events()
         run(_publish_raw(settings, raw_bad))
         bad_doc_ids = {
@@ -247,7 +276,7 @@ def pipeline(
         }
         good = {p.event_id: p for p in published[:-4]}
         bad = {**bad_doc_ids, **{eid: step for eid, _, _, step in raw_bad}}
-        observed = run(_observe(settings, start, set(good) | set(bad), timeout_s=240))
+        observed = run(_observe(settings, start, set(good) | set(bad) | set(pii), timeout_s=240))
         assert worker.poll() is None, "the worker must survive bad events"
         # The fix: the outage is over. An operator requeues that error class from the DLQ.
         _FlakyHandler.outage_over = True
@@ -263,7 +292,15 @@ def pipeline(
         server.server_close()
     assert clean, f"worker did not stop cleanly on SIGTERM; see {root / 'worker.log'}"
     yield PipelineRun(
-        settings, good, bad, {eid: v for eid, v, _, _ in raw_bad}, observed, docs, requeued, fetch_failures
+        settings,
+        good,
+        bad,
+        {eid: v for eid, v, _, _ in raw_bad},
+        observed,
+        docs,
+        requeued,
+        fetch_failures,
+        pii,
     )
 
 
@@ -465,5 +502,39 @@ def test_documented_queries_run_on_pipeline_data(pipeline: PipelineRun) -> None:
             assert rows or "may be empty" in sql, f"no rows from:\n{sql}"
         hits = dict(((step, status), n) for step, status, n in client.query_rows(queries[-1]))
         assert hits.get(("retrieve", "hit"), 0) > 0
+    finally:
+        client.close()
+
+
+def test_seeded_pii_reaches_no_clickhouse_table(pipeline: PipelineRun) -> None:
+    """Known PII goes through the whole pipeline (worker, trace previews, results, sink); afterwards no
+    table in the database holds any of it, and the masking is counted."""
+    assert set(pipeline.pii) <= set(pipeline.observed.results), "the PII tickets must complete"
+    client = connect(pipeline.settings.effective_clickhouse_dsn, "e2e_pii")
+    try:
+        migrate(client)
+        drain_sink(
+            ClickHouseSink(pipeline.settings.model_copy(update={"app_id": "riverbed-e2e-pii"}), client)
+        )
+        ids = ",".join(f"'{eid}'" for eid in pipeline.pii)
+        assert client.query_scalar(f"SELECT count() FROM results FINAL WHERE causation_id IN ({ids})") == 3
+        assert (
+            client.query_scalar(
+                f"SELECT sum(redaction_count) FROM results FINAL WHERE causation_id IN ({ids})"
+            )
+            > 0
+        )
+        assert (
+            client.query_scalar(f"SELECT sum(redaction_count) FROM traces FINAL WHERE event_id IN ({ids})")
+            > 0
+        )
+        tables = [
+            row[0] for row in client.query_rows("SELECT name FROM system.tables WHERE database = 'e2e_pii'")
+        ]
+        assert {"traces", "results"} <= set(tables)
+        for table in tables:
+            dump = repr(client.query_rows(f"SELECT * FROM {table}"))
+            for kind, value in PII.items():
+                assert value not in dump, f"{kind} {value!r} found in table {table}"
     finally:
         client.close()

@@ -59,6 +59,7 @@ from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
 
 from gateway.local.artifacts import META_FILE, atomic_directory
+from gateway.models import Prediction
 
 FloatMatrix = npt.NDArray[np.float32]
 FloatVector = npt.NDArray[np.float32]
@@ -76,13 +77,6 @@ TOP_K = 3
 ECE_BINS = 15
 MAX_TRAIN_ROWS = 20_000
 _PREDICT_CHUNK = 2048
-
-
-@dataclass(frozen=True)
-class Prediction:
-    label: str
-    confidence: float  # calibrated max probability
-    top: tuple[tuple[str, float], ...]  # up to TOP_K (label, probability), most probable first
 
 
 @dataclass(frozen=True)

@@ -59,9 +59,10 @@ class OpenAIProvider:
         )
 
     async def embed(self, route: Route, texts: Sequence[str], *, timeout_s: float) -> Reply:
-        body = await post_json(
-            self._client, "embeddings", {"model": route.model, "input": list(texts)}, timeout_s
-        )
+        payload: dict[str, Any] = {"model": route.model, "input": list(texts)}
+        if route.dimensions is not None:
+            payload["dimensions"] = route.dimensions
+        body = await post_json(self._client, "embeddings", payload, timeout_s)
         try:
             rows = sorted(body["data"], key=lambda row: row["index"])
             vectors = [[float(x) for x in row["embedding"]] for row in rows]
