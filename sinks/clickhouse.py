@@ -94,6 +94,12 @@ class ClickHouseClient:
             result = self._client.query(sql, parameters=dict(parameters) if parameters else None)
             return [tuple(row) for row in result.result_rows]
 
+    def query_dicts(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Run a SELECT; one {column name: value} per row."""
+        with self._lock:
+            result = self._client.query(sql, parameters=dict(parameters) if parameters else None)
+            return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
+
     def query_scalar(self, sql: str, parameters: Mapping[str, Any] | None = None) -> Any:
         """First column of the first row, or None when the query returns no rows."""
         rows = self.query_rows(sql, parameters)
@@ -318,6 +324,9 @@ _TRACE_PASSTHROUGH: Final[frozenset[str]] = frozenset(TRACE_COLUMNS) - {
     "gen_ai_usage_cache_read_input_tokens",
     "gen_ai_usage_cache_creation_input_tokens",
     "error_message",
+    "input_preview",
+    "output_preview",
+    "redaction_count",
     "gen_ai_usage_input_tokens",
     "gen_ai_usage_output_tokens",
     "latency_ms",

@@ -130,6 +130,66 @@ def sink() -> None:
         client.close()
 
 
+@app.command("report")
+def report_cmd(
+    since: Since = None,
+    until: Until = None,
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
+    output: Annotated[
+        str, typer.Option("--format", help="table | json | csv (csv needs --section).")
+    ] = "table",
+    section: Annotated[str | None, typer.Option(help="Only this section (volume, cost, latency, …).")] = None,
+) -> None:
+    """Volume, cost, latency, cache and fallback rates, errors and top-cost events from ClickHouse."""
+    from datetime import UTC, datetime, timedelta
+
+    from sinks.clickhouse import connect
+    from sinks.report import SECTIONS, ReportScope, section_rows
+    from streams.ops import parse_time
+
+    if section is not None and section not in SECTIONS:
+        raise typer.BadParameter(f"unknown section {section!r}; one of {', '.join(SECTIONS)}")
+    if output not in ("table", "json", "csv") or (output == "csv" and section is None):
+        raise typer.BadParameter("--format is table, json or csv; csv needs --section")
+    now = datetime.now(UTC)
+    scope = ReportScope(
+        parse_time(since) if since else now - timedelta(days=7),
+        parse_time(until) if until else now,
+        tenant or "",
+    )
+    settings = _settings()
+    client = connect(settings.effective_clickhouse_dsn, settings.clickhouse_database)
+    try:
+        report = {name: section_rows(client, name, scope) for name in ([section] if section else SECTIONS)}
+    finally:
+        client.close()
+    _print_report(report, output)
+
+
+def _print_report(report: dict[str, list[dict[str, object]]], output: str) -> None:
+    import csv
+    import json
+    import sys
+
+    from sinks.report import SECTIONS
+
+    if output == "json":
+        print(json.dumps(report, default=str, indent=2))
+        return
+    if output == "csv":
+        (rows,) = report.values()
+        writer = csv.writer(sys.stdout)
+        if rows:
+            writer.writerow(rows[0].keys())
+            writer.writerows([str(v) for v in row.values()] for row in rows)
+        return
+    for name, rows in report.items():
+        table = Table(*(rows[0].keys() if rows else ["(no rows)"]), title=SECTIONS[name].title)
+        for row in rows:
+            table.add_row(*(str(v) for v in row.values()))
+        console.print(table)
+
+
 @app.command("migrate")
 def migrate_cmd() -> None:
     """Apply pending ClickHouse migrations from infra/clickhouse/migrations."""
