@@ -70,6 +70,7 @@ SHIPPED_MIGRATIONS = [
     "0003_trace_attempt_columns",
     "0004_trace_previews",
     "0005_results_redaction",
+    "0006_rollup_views",
 ]
 
 

@@ -162,3 +162,15 @@ def test_report_command_prints_json_and_csv(base_settings: Settings, tmp_path: P
 
     bad = cli(settings, "report", "--format", "csv")
     assert bad.returncode != 0 and "needs --section" in bad.stderr
+
+
+def test_rollup_views_add_up_and_trace_an_event_s_cost(report_db: ClickHouseClient) -> None:
+    assert report_db.query_scalar("SELECT sum(total_cost_usd) FROM cost_daily") == Decimal("9.003")
+    e1 = report_db.query_dicts("SELECT attempts, total_cost_usd, steps FROM event_cost WHERE event_id = 'e1'")
+    assert e1 == [{"attempts": 2, "total_cost_usd": Decimal("0.002"), "steps": ["summarize"]}]
+    health = report_db.query_dicts(
+        "SELECT route, attempts, errors, retry_or_fallback_share FROM model_health_hourly ORDER BY route"
+    )
+    by_route = {h["route"]: h for h in health if h["attempts"]}
+    assert by_route["llm/big"]["retry_or_fallback_share"] == 1.0
+    assert sum(h["errors"] for h in health) == 1
