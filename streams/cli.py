@@ -111,11 +111,13 @@ def sink() -> None:
     import signal
 
     from sinks.clickhouse import connect, migrate
+    from sinks.retention import apply_retention, retention_of
     from sinks.service import ClickHouseSink
 
     settings = _settings()
     client = connect(settings.effective_clickhouse_dsn, settings.clickhouse_database)
     migrate(client)
+    apply_retention(client, retention_of(settings))
     service = ClickHouseSink(settings, client)
 
     async def main() -> None:
@@ -192,16 +194,21 @@ def _print_report(report: dict[str, list[dict[str, object]]], output: str) -> No
 
 @app.command("migrate")
 def migrate_cmd() -> None:
-    """Apply pending ClickHouse migrations from infra/clickhouse/migrations."""
+    """Apply pending ClickHouse migrations from infra/clickhouse/migrations, then the configured
+    retention (retention_*_days) to the tables' TTLs."""
     from sinks.clickhouse import connect, migrate
+    from sinks.retention import apply_retention, retention_of
 
     settings = _settings()
     client = connect(settings.effective_clickhouse_dsn, settings.clickhouse_database)
     try:
         applied = migrate(client)
+        retained = apply_retention(client, retention_of(settings))
     finally:
         client.close()
     console.print(f"applied: {', '.join(applied) or 'nothing (up to date)'}")
+    for statement in retained:
+        console.print(f"retention: {statement}")
 
 
 @app.command()

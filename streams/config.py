@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     )
     sink_retry_cap_s: float = Field(default=30.0, gt=0, description="Longest wait between insert retries.")
     intent_model: str = Field(default="banking77-intent", description="Classifier artifact name.")
+    retention_traces_days: int = Field(default=180, ge=1, description="Days a trace row is kept.")
+    retention_previews_days: int = Field(
+        default=30, ge=1, description="Days the PII-masked prompt/output previews of a trace are kept."
+    )
+    retention_results_days: int = Field(default=365, ge=1, description="Days a result row is kept.")
     redact_patterns: dict[str, str] = Field(
         default_factory=dict,
         description="Extra PII patterns masked before storage: name → regex (employee_id = 'EMP-\\d{6}').",

@@ -23,6 +23,7 @@ from rich.table import Table
 from gateway.local.artifacts import latest_version
 from gateway.local.training import BANKING77_TEST, BANKING77_TRAIN, train
 from sinks.clickhouse import ClickHouseClient, connect, migrate
+from sinks.retention import apply_retention, retention_of
 from sinks.service import ClickHouseSink
 from streams import envelope as env
 from streams import processes, stack
@@ -87,6 +88,7 @@ def run_main(settings: Settings, options: RunOptions, console: Console | None = 
     client = connect(settings.effective_clickhouse_dsn, settings.clickhouse_database)
     try:
         migrate(client)
+        apply_retention(client, retention_of(settings))
         return asyncio.run(_run(settings, options, client, console))
     finally:
         client.close()

@@ -417,3 +417,20 @@ def test_stored_results_are_pii_masked_and_counted(migrated: ClickHouseClient) -
     migrated.insert("results", [row], RESULT_COLUMNS)
     stored = migrated.query_rows("SELECT summary, entity_texts FROM results WHERE event_id = 'evt-pii'")
     assert "jane@example.com" not in repr(stored) and "4111" not in repr(stored)
+
+
+def test_retention_is_configuration_applied_only_when_it_changes(ch: ClickHouseClient) -> None:
+    from sinks.retention import Retention, apply_retention, current_days
+
+    migrate(ch)
+    assert current_days(ch) == {"traces": 180, "previews": 30, "results": 365}  # the migrations' defaults
+    assert apply_retention(ch, Retention(180, 30, 365)) == []
+    ran = apply_retention(ch, Retention(90, 7, 400))
+    assert len(ran) == 4
+    assert current_days(ch) == {"traces": 90, "previews": 7, "results": 400}
+    assert apply_retention(ch, Retention(90, 7, 400)) == []
+    # a row older than the traces TTL is dropped on insert/merge; one inside it stays
+    insert_traces(ch, trace_row(trace_record(trace_id="old", started_at=NOW - timedelta(days=120)), NOW))
+    insert_traces(ch, trace_row(trace_record(trace_id="new", started_at=NOW - timedelta(days=60)), NOW))
+    ch.command("OPTIMIZE TABLE traces FINAL")
+    assert [r[0] for r in ch.query_rows("SELECT trace_id FROM traces ORDER BY trace_id")] == ["new"]
