@@ -132,10 +132,13 @@ class Gateway:
     def prompt_version(self, task: str) -> str:
         """Version of what answers ``task`` first: the local artifact, or the task's prompt version."""
         policy = self.policy
-        route = policy.task(task).routes[0]
-        if policy.providers[route.provider].kind == "local" and self.local is not None:
+        task_policy = policy.task(task)
+        return self._prompt_version_of(task, policy.providers[task_policy.routes[0].provider], task_policy)
+
+    def _prompt_version_of(self, task: str, provider_config: ProviderConfig, task_policy: TaskPolicy) -> str:
+        if provider_config.kind == "local" and self.local is not None:
             return self.local.prompt_version(task)
-        return policy.task(task).prompt_version
+        return task_policy.prompt_version
 
     def breaker_state(self, route: str) -> BreakerState:
         breaker = self._breakers.get(route)
@@ -349,7 +352,7 @@ class Gateway:
     def _reserve(self, call: _Call, route: Route, provider_config: ProviderConfig) -> Reservation | None:
         if provider_config.kind == "local":
             return None
-        worst = self._prices.worst_case(self._price_key(route), call.req.prompt_bytes(), route.max_tokens)
+        worst = self._prices.worst_case(self._price_key(route), call.req.prompt_bytes, route.max_tokens)
         if worst is None:
             worst = Decimal(0)  # unknown price: the call is allowed, its cost is reported as unknown
         if route.max_cost_usd is not None and worst > route.max_cost_usd:
@@ -395,7 +398,7 @@ class Gateway:
     ) -> Reply:
         limits = self._limits_for(route.provider, provider_config)
         if limits.limited:
-            await limits.acquire(estimate_tokens(call.req.prompt_bytes(), route.max_tokens), remaining)
+            await limits.acquire(estimate_tokens(call.req.prompt_bytes, route.max_tokens), remaining)
             remaining = call.remaining()
         timeout_s = min(route.timeout_s or provider_config.timeout_s, remaining)
         try:
@@ -452,8 +455,13 @@ class Gateway:
         reservation: Reservation | None,
         started: datetime,
         t0: float,
+        *,
+        latency_ms: float | None = None,
+        cache_status: str = "miss",
     ) -> ModelResponse:
-        latency_ms = (time.perf_counter() - t0) * 1000
+        """``latency_ms`` defaults to the time since ``t0``; a batch passes the batch call's."""
+        if latency_ms is None:
+            latency_ms = (time.perf_counter() - t0) * 1000
         usage = reply.usage
         cost = self._prices.cost(
             self._price_key(route, reply.model if provider_config.kind == "local" else None),
@@ -464,7 +472,16 @@ class Gateway:
         )
         if reservation is not None:
             self.budget.settle(reservation, cost)
-        facts = self._facts(call, route, provider_config, latency_ms, started, reply=reply, cost=cost)
+        facts = self._facts(
+            call,
+            route,
+            provider_config,
+            latency_ms,
+            started,
+            reply=reply,
+            cost=cost,
+            cache_status=cache_status,
+        )
         call.traces.append(trace_record(call.req.context, call.req.task, facts, self._prices.version))
         return ModelResponse(
             task=call.req.task,
@@ -476,7 +493,7 @@ class Gateway:
             output_tokens=usage.output_tokens,
             latency_ms=latency_ms,
             cost_usd=cost,
-            cache_status="miss",
+            cache_status=cache_status,
             attempts=call.seq,
             trace_id=call.traces[-1]["trace_id"],
             cache_read_tokens=usage.cache_read_tokens,
@@ -514,6 +531,7 @@ class Gateway:
         reply: Reply | None = None,
         cost: Decimal | None = None,
         error: AttemptError | None = None,
+        cache_status: str = "miss",
     ) -> AttemptFacts:
         call.seq += 1
         local = provider_config.kind == "local"
@@ -528,9 +546,7 @@ class Gateway:
             response_model=reply.model if reply else model,
             call_attempt=call.seq,
             breaker_state=self.breaker_state(route.name).value,
-            prompt_version=self.local.prompt_version(call.req.task)
-            if local and self.local
-            else call.task_policy.prompt_version,
+            prompt_version=self._prompt_version_of(call.req.task, provider_config, call.task_policy),
             latency_ms=latency_ms,
             started_at=started,
             input_tokens=usage.input_tokens,
@@ -538,6 +554,7 @@ class Gateway:
             cache_read_tokens=usage.cache_read_tokens,
             cache_write_tokens=usage.cache_write_tokens,
             cost_usd=cost,
+            cache_status=cache_status,
             error=error,
             **self._previews(call.req, reply.output if reply else None),
         )
@@ -574,12 +591,19 @@ class Gateway:
             reply = Reply(
                 result.output, Usage(result.input_tokens, result.output_tokens), self.local.model_for(task)
             )
-            response = self._succeed(call, route, provider_config, reply, None, started, t0)
             out.append(
-                _with(response, latency_ms=latency_ms, cache_status="hit" if result.cached else "miss")
+                self._succeed(
+                    call,
+                    route,
+                    provider_config,
+                    reply,
+                    None,
+                    started,
+                    t0,
+                    latency_ms=latency_ms,
+                    cache_status="hit" if result.cached else "miss",
+                )
             )
-            if result.cached:
-                traces[-1]["cache_status"] = "hit"
         return out
 
     # -- parts ------------------------------------------------------------------------------------
@@ -716,7 +740,3 @@ def _retryable(failed: Sequence[FailedAttempt]) -> bool:
     route rejected the request itself."""
     classes = {a.error_class for a in failed}
     return bool(classes & TRANSIENT) and ContentRejected.__name__ not in classes
-
-
-def _with(response: ModelResponse, **changes: Any) -> ModelResponse:
-    return replace(response, **changes)

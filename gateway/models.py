@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 from gateway.errors import GatewayError
@@ -66,7 +67,10 @@ class ModelRequest:
     def inputs(self) -> tuple[str, ...]:
         return self.parts or (self.text,)
 
+    @cached_property
     def prompt_bytes(self) -> int:
+        """UTF-8 size of the prompt: the worst-case token bound of budgets and rate limits, needed
+        for the reservation and again for every attempt's rate-limit check."""
         texts = [m.content for m in self.messages] if self.messages else list(self.inputs)
         return sum(len(t.encode("utf-8", "surrogatepass")) for t in texts)
 
