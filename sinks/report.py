@@ -13,11 +13,11 @@ from typing import Any
 
 from sinks.clickhouse import ClickHouseClient
 
-_TRACE_FILTER = (
+TRACE_FILTER = (
     "started_at >= {start:DateTime64(6)} AND started_at < {end:DateTime64(6)} "
     "AND ({tenant:String} = '' OR tenant_id = {tenant:String})"
 )
-_RESULT_FILTER = (
+RESULT_FILTER = (
     "processed_at >= {start:DateTime64(6)} AND processed_at < {end:DateTime64(6)} "
     "AND ({tenant:String} = '' OR tenant_id = {tenant:String})"
 )
@@ -33,14 +33,14 @@ SECTIONS: dict[str, Section] = {
     "volume": Section(
         "Volume",
         f"SELECT workflow, count() AS events, countIf(redaction_count > 0) AS events_with_pii_masked "
-        f"FROM results FINAL WHERE {_RESULT_FILTER} GROUP BY workflow ORDER BY workflow",
+        f"FROM results FINAL WHERE {RESULT_FILTER} GROUP BY workflow ORDER BY workflow",
     ),
     "cost": Section(
         "Cost by tenant, task and model",
         f"SELECT tenant_id, task, route, count() AS calls, sum(gen_ai_usage_input_tokens) AS input_tokens, "
         f"sum(gen_ai_usage_output_tokens) AS output_tokens, sum(cost_usd) AS total_cost_usd, "
         f"countIf(cost_usd IS NULL) AS unpriced_calls "
-        f"FROM traces FINAL WHERE {_TRACE_FILTER} GROUP BY tenant_id, task, route "
+        f"FROM traces FINAL WHERE {TRACE_FILTER} GROUP BY tenant_id, task, route "
         f"ORDER BY total_cost_usd DESC, calls DESC",
     ),
     "latency": Section(
@@ -48,33 +48,33 @@ SECTIONS: dict[str, Section] = {
         f"SELECT workflow, step, route, count() AS calls, "
         f"round(quantile(0.5)(latency_ms), 2) AS p50, round(quantile(0.95)(latency_ms), 2) AS p95, "
         f"round(quantile(0.99)(latency_ms), 2) AS p99 "
-        f"FROM traces FINAL WHERE {_TRACE_FILTER} AND status = 'ok' "
+        f"FROM traces FINAL WHERE {TRACE_FILTER} AND status = 'ok' "
         f"GROUP BY workflow, step, route ORDER BY workflow, step, route",
     ),
     "cache": Section(
         "Cache hit rate by task",
         f"SELECT task, count() AS calls, countIf(cache_status != 'miss') AS reused, "
         f"round(countIf(cache_status != 'miss') / count(), 4) AS hit_rate "
-        f"FROM traces FINAL WHERE {_TRACE_FILTER} GROUP BY task ORDER BY task",
+        f"FROM traces FINAL WHERE {TRACE_FILTER} GROUP BY task ORDER BY task",
     ),
     "fallbacks": Section(
         "Retries and fallbacks by task",
         f"SELECT task, count() AS calls, countIf(attempts > 1) AS retried, countIf(routes > 1) AS fell_back, "
         f"round(countIf(routes > 1) / count(), 4) AS fallback_rate FROM ("
         f" SELECT task, event_id, step, attempt, max(call_attempt) AS attempts, uniqExact(route) AS routes"
-        f" FROM traces FINAL WHERE {_TRACE_FILTER} GROUP BY task, event_id, step, attempt"
+        f" FROM traces FINAL WHERE {TRACE_FILTER} GROUP BY task, event_id, step, attempt"
         f") GROUP BY task ORDER BY task",
     ),
     "errors": Section(
         "Errors by class",
         f"SELECT task, error_class, count() AS attempts, any(error_message) AS example "
-        f"FROM traces FINAL WHERE {_TRACE_FILTER} AND status = 'error' "
+        f"FROM traces FINAL WHERE {TRACE_FILTER} AND status = 'error' "
         f"GROUP BY task, error_class ORDER BY attempts DESC",
     ),
     "top_cost_events": Section(
         "Most expensive events",
         f"SELECT event_id, tenant_id, workflow, count() AS calls, sum(cost_usd) AS total_cost_usd "
-        f"FROM traces FINAL WHERE {_TRACE_FILTER} GROUP BY event_id, tenant_id, workflow "
+        f"FROM traces FINAL WHERE {TRACE_FILTER} GROUP BY event_id, tenant_id, workflow "
         f"HAVING total_cost_usd > 0 ORDER BY total_cost_usd DESC LIMIT 10",
     ),
 }
@@ -89,12 +89,12 @@ class ReportScope:
 
 def section_rows(client: ClickHouseClient, name: str, scope: ReportScope) -> list[dict[str, Any]]:
     """One section as a list of {column: value}; column names come from the query."""
-    return client.query_dicts(SECTIONS[name].sql, _parameters(scope))
+    return client.query_dicts(SECTIONS[name].sql, report_parameters(scope))
 
 
 def build_report(client: ClickHouseClient, scope: ReportScope) -> dict[str, list[dict[str, Any]]]:
     return {name: section_rows(client, name, scope) for name in SECTIONS}
 
 
-def _parameters(scope: ReportScope) -> dict[str, Any]:
+def report_parameters(scope: ReportScope) -> dict[str, Any]:
     return {"start": scope.start, "end": scope.end, "tenant": scope.tenant}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -15,6 +15,9 @@ from streams.config import Settings, get_settings
 from streams.kafka_compat import install_empty_fetch_floor
 from streams.logs import configure_logging
 from streams.ops import Record, Selection
+
+if TYPE_CHECKING:
+    from sinks.report import ReportScope
 
 app = typer.Typer(
     help="Riverbed: Kafka events in, AI workflows through one gateway, results and traces out.",
@@ -143,22 +146,14 @@ def report_cmd(
     section: Annotated[str | None, typer.Option(help="Only this section (volume, cost, latency, …).")] = None,
 ) -> None:
     """Volume, cost, latency, cache and fallback rates, errors and top-cost events from ClickHouse."""
-    from datetime import UTC, datetime, timedelta
-
     from sinks.clickhouse import connect
-    from sinks.report import SECTIONS, ReportScope, section_rows
-    from streams.ops import parse_time
+    from sinks.report import SECTIONS, section_rows
 
     if section is not None and section not in SECTIONS:
         raise typer.BadParameter(f"unknown section {section!r}; one of {', '.join(SECTIONS)}")
     if output not in ("table", "json", "csv") or (output == "csv" and section is None):
         raise typer.BadParameter("--format is table, json or csv; csv needs --section")
-    now = datetime.now(UTC)
-    scope = ReportScope(
-        parse_time(since) if since else now - timedelta(days=7),
-        parse_time(until) if until else now,
-        tenant or "",
-    )
+    scope = _report_scope(since, until, tenant)
     settings = _settings()
     client = connect(settings.effective_clickhouse_dsn, settings.clickhouse_database)
     try:
@@ -166,6 +161,53 @@ def report_cmd(
     finally:
         client.close()
     _print_report(report, output)
+
+
+def _report_scope(since: str | None, until: str | None, tenant: str | None) -> ReportScope:
+    """The last 7 days up to now unless told otherwise, as `report` and `dashboard` both default."""
+    from datetime import UTC, datetime, timedelta
+
+    from sinks.report import ReportScope
+    from streams.ops import parse_time
+
+    now = datetime.now(UTC)
+    start = parse_time(since) if since else now - timedelta(days=7)
+    return ReportScope(start, parse_time(until) if until else now, tenant or "")
+
+
+@app.command("dashboard")
+def dashboard_cmd(
+    since: Since = None,
+    until: Until = None,
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Where to write the HTML (default: <data dir>/dashboard.html).")
+    ] = None,
+    serve: Annotated[
+        bool, typer.Option(help="Serve it live on loopback instead, rebuilt per request.")
+    ] = False,
+    port: Annotated[int, typer.Option(help="Port for --serve.")] = 8050,
+) -> None:
+    """Cost, latency, cache/fallback rates and errors as one self-contained HTML page."""
+    from sinks.clickhouse import connect
+    from sinks.dashboard import build_dashboard, render_html, serve_forever
+
+    scope = _report_scope(since, until, tenant)
+    settings = _settings()
+    client = connect(settings.effective_clickhouse_dsn, settings.clickhouse_database)
+    try:
+        if serve:
+            console.print(f"dashboard on http://127.0.0.1:{port}/ (Ctrl-C stops)")
+            serve_forever(
+                lambda: render_html(build_dashboard(client, _report_scope(since, until, tenant))), port
+            )
+            return
+        target = out or settings.data_dir / "dashboard.html"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(render_html(build_dashboard(client, scope)), encoding="utf-8")
+        console.print(f"dashboard written to {target.resolve()}")
+    finally:
+        client.close()
 
 
 def _print_report(report: dict[str, list[dict[str, object]]], output: str) -> None:
