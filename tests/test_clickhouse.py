@@ -71,6 +71,7 @@ SHIPPED_MIGRATIONS = [
     "0004_trace_previews",
     "0005_results_redaction",
     "0006_rollup_views",
+    "0007_evaluations",
 ]
 
 
@@ -434,3 +435,48 @@ def test_retention_is_configuration_applied_only_when_it_changes(ch: ClickHouseC
     insert_traces(ch, trace_row(trace_record(trace_id="new", started_at=NOW - timedelta(days=60)), NOW))
     ch.command("OPTIMIZE TABLE traces FINAL")
     assert [r[0] for r in ch.query_rows("SELECT trace_id FROM traces ORDER BY trace_id")] == ["new"]
+
+
+def test_evaluation_scores_replace_on_rewrite_and_compare_by_version(migrated: ClickHouseClient) -> None:
+    from sinks.evaluations import Score, latest_scores, write_scores
+
+    def scores(run: str, version: str, accuracy: float, at: datetime) -> list[Score]:
+        common = {"run_id": run, "dataset": "banking77", "workflow": "ticket", "workflow_version": version}
+        return [
+            Score(
+                **common, step="classify", metric="accuracy", value=accuracy, support=3080, evaluated_at=at
+            ),
+            Score(
+                **common,
+                step="classify",
+                metric="f1",
+                label="card_arrival",
+                value=0.9,
+                support=40,
+                evaluated_at=at,
+            ),
+            Score(
+                **common,
+                step="classify",
+                metric="correct",
+                event_id="e1",
+                value=1.0,
+                support=1,
+                evaluated_at=at,
+                details={"expected": "card_arrival", "got": "card_arrival"},
+            ),
+        ]
+
+    write_scores(migrated, scores("r1", "v1", 0.93, NOW - timedelta(hours=2)))
+    write_scores(migrated, scores("r2", "v2", 0.94, NOW - timedelta(hours=1)))
+    write_scores(migrated, scores("r2", "v2", 0.95, NOW - timedelta(hours=1)))  # the same run, rescored
+    assert migrated.query_scalar("SELECT count() FROM evaluations FINAL") == 6
+    latest = latest_scores(migrated, "banking77", "ticket")
+    assert latest[("v1", "classify", "accuracy", "")] == 0.93
+    assert latest[("v2", "classify", "accuracy", "")] == 0.95
+    assert ("v2", "classify", "correct", "") not in latest  # per-event rows are not aggregates
+    detail = migrated.query_scalar(
+        "SELECT JSONExtractString(details, 'expected') FROM evaluations FINAL "
+        "WHERE event_id = 'e1' AND run_id = 'r1'"
+    )
+    assert detail == "card_arrival"
