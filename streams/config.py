@@ -79,6 +79,20 @@ class Settings(BaseSettings):
     fetch_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1, description="Document size limit.")
     fetch_timeout_s: float = Field(default=10.0, gt=0)
     max_event_bytes: int = Field(default=1024 * 1024, ge=1, description="Larger event values are rejected.")
+    skip_processed_events: bool = Field(
+        default=True,
+        description="Skip redelivered events whose result is already durable (the processed-events table).",
+    )
+    processed_window_s: float = Field(
+        default=7 * 86400,
+        gt=0,
+        description="How far back the processed-events table remembers (loaded from its changelog at start).",
+    )
+    processed_max_entries: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="Cap on remembered events (~100 bytes each); the oldest go first.",
+    )
     chunk_words: int = Field(default=180, ge=16)
     chunk_overlap_words: int = Field(default=30, ge=0)
     sink_batch_rows: int = Field(default=5000, ge=1)

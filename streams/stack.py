@@ -103,7 +103,12 @@ async def ensure_topics(settings: Settings) -> list[str]:
     try:
         existing = set(await admin.list_topics())
         wanted = [
-            NewTopic(spec.name, spec.partitions or settings.topic_partitions, 1)
+            NewTopic(
+                spec.name,
+                spec.partitions or settings.topic_partitions,
+                1,
+                topic_configs={"cleanup.policy": "compact"} if spec.compacted else None,
+            )
             for spec in all_topics()
             if spec.name not in existing
         ]

@@ -17,6 +17,8 @@ class TopicSpec:
     """Avro schema file stem under schemas/avro, or None for topics holding foreign bytes."""
     partitions: int | None = None
     """Fixed partition count, or None to use the configured default."""
+    compacted: bool = False
+    """Keep the newest record per key forever instead of deleting by age (a changelog)."""
 
 
 DOCUMENT_UPLOADED = "document.uploaded.v1"
@@ -24,6 +26,8 @@ TICKET_CREATED = "ticket.created.v1"
 DOCUMENT_ENRICHED = "document.enriched.v1"
 TICKET_TRIAGED = "ticket.triaged.v1"
 AI_TRACES = "ai.traces.v1"
+PROCESSED_EVENTS = "riverbed.processed.v1"
+"""Changelog of the processed-events table (streams/processed.py): one record per durable result."""
 
 INPUT_TOPICS = (DOCUMENT_UPLOADED, TICKET_CREATED)
 RESULT_TOPICS = (DOCUMENT_ENRICHED, TICKET_TRIAGED)
@@ -56,4 +60,5 @@ def all_topics() -> list[TopicSpec]:
     for name in INPUT_TOPICS:
         specs.append(TopicSpec(retry_topic(name), EVENT_TYPES[name], name))
         specs.append(TopicSpec(dlq_topic(name), EVENT_TYPES[name], None, partitions=1))
+    specs.append(TopicSpec(PROCESSED_EVENTS, "io.riverbed.processed.v1", None, compacted=True))
     return specs

@@ -34,6 +34,8 @@ from streams import envelope as env
 from streams.codec import CodecError
 from streams.config import Settings
 from streams.inflight import Turn
+from streams.ops import REPLAYED_FROM
+from streams.processed import ProcessedChangelog, ProcessedEvents, marker
 from streams.topics import AI_TRACES, DOCUMENT_UPLOADED, TICKET_CREATED, origin_topic, retry_topic
 
 log = structlog.get_logger(__name__)
@@ -46,6 +48,10 @@ WORKFLOWS: dict[str, Workflow] = {
     TICKET_CREATED: tickets.triage,
     DOCUMENT_UPLOADED: documents.enrich,
 }
+VERSIONS: dict[str, Callable[[WorkflowDeps], str]] = {
+    TICKET_CREATED: tickets.workflow_version,
+    DOCUMENT_UPLOADED: documents.workflow_version,
+}
 
 
 @dataclass
@@ -54,12 +60,19 @@ class WorkerStats:
     results: Counter[str] = field(default_factory=Counter)
     retried: Counter[str] = field(default_factory=Counter)
     dead_letters: Counter[str] = field(default_factory=Counter)
+    already_done: Counter[str] = field(default_factory=Counter)
     traces: int = 0
 
 
 class WorkerRuntime:
-    def __init__(self, deps: WorkflowDeps, router: FailureRouter | None = None) -> None:
+    def __init__(
+        self,
+        deps: WorkflowDeps,
+        router: FailureRouter | None = None,
+        processed: ProcessedChangelog | None = None,
+    ) -> None:
         self.deps = deps
+        self.processed = processed
         self.router = router or FailureRouter(
             RetryPolicy(
                 max_attempts=deps.settings.retry_max_attempts,
@@ -97,9 +110,17 @@ class WorkerRuntime:
             semantic_cache=semantic,
             redactor=Redactor(settings.redact_patterns),
         )
-        return cls(WorkflowDeps(settings=settings, gateway=gateway, vectors=vectors, http=http))
+        processed = None
+        if settings.skip_processed_events:
+            table = ProcessedEvents(settings.processed_window_s, settings.processed_max_entries)
+            processed = ProcessedChangelog(settings.kafka_bootstrap, table)
+            await processed.start()  # before the first event: a redelivery right after a crash is known
+        deps = WorkflowDeps(settings=settings, gateway=gateway, vectors=vectors, http=http)
+        return cls(deps, processed=processed)
 
     async def close(self) -> None:
+        if self.processed is not None:
+            await self.processed.stop()
         await self.deps.http.aclose()
         await self.deps.gateway.aclose()
         self.deps.vectors.close()
@@ -117,6 +138,7 @@ class WorkerRuntime:
         self.stats.consumed[topic] += len(batch)
         started = time.perf_counter()
         items, outcome = self.decode(topic, batch)
+        items = self._not_done_yet(topic, items)
         if items:
             try:
                 done = await WORKFLOWS[topic](items, self.deps, turn or Turn())
@@ -141,6 +163,24 @@ class WorkerRuntime:
             publish_ms=round(1000 * (time.perf_counter() - worked), 1),
         )
         return outcome
+
+    def _not_done_yet(self, topic: str, items: list[WorkItem]) -> list[WorkItem]:
+        """Drop redelivered events whose result under this workflow version is already durable. A
+        replay (``x-riverbed-replayed-from``) always runs: re-running is why an operator replays."""
+        if self.processed is None or not items:
+            return items
+        version = VERSIONS[topic](self.deps)
+        table = self.processed.table
+        todo = [
+            item
+            for item in items
+            if REPLAYED_FROM in env.header_map(item.inbound.headers)
+            or env.result_event_id(item.envelope.id, version) not in table
+        ]
+        if len(todo) < len(items):
+            self.stats.already_done[topic] += len(items) - len(todo)
+            log.info("already_processed_skipped", topic=topic, events=len(items) - len(todo), version=version)
+        return todo
 
     async def publish(self, topic: str, outcome: BatchOutcome, send: Send) -> None:
         pending: list[Awaitable[Any]] = []
@@ -176,6 +216,11 @@ class WorkerRuntime:
             ] += 1
             pending.append(await send(routed))
         await asyncio.gather(*pending)
+        if self.processed is not None and outcome.results:
+            # only now are the results durable, so only now may the table say they exist
+            done = [result.event_id for result in outcome.results]
+            await asyncio.gather(*[await send(marker(result_id)) for result_id in done])
+            self.processed.record(done)
         self.stats.results[topic] += len(outcome.results)
         self.stats.traces += len(outcome.traces)
 
