@@ -72,6 +72,7 @@ SHIPPED_MIGRATIONS = [
     "0005_results_redaction",
     "0006_rollup_views",
     "0007_evaluations",
+    "0008_views_unpriced_and_tenant",
 ]
 
 
