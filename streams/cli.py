@@ -18,6 +18,7 @@ from streams.ops import Record, Selection
 
 if TYPE_CHECKING:
     from sinks.report import ReportScope
+    from streams.evaluate import EvalReport
 
 app = typer.Typer(
     help="Riverbed: Kafka events in, AI workflows through one gateway, results and traces out.",
@@ -94,11 +95,11 @@ def worker() -> None:
     """Run the Faust worker (all workflows) in the foreground; SIGTERM stops it cleanly."""
     import faust
 
-    from gateway.local.artifacts import latest_version
+    from gateway.local.artifacts import resolve
     from streams.app import create_app
 
     settings = _settings()
-    if latest_version(settings.models_dir, settings.intent_model) is None:
+    if resolve(settings.models_dir, settings.intent_model)[1] is None:
         console.print(
             f"[red]no '{settings.intent_model}' classifier under {settings.models_dir}[/]: "
             "run `riverbed train` first"
@@ -280,6 +281,65 @@ def train(
     )
     for metric, value in report.cv_scores.items():
         console.print(f"  cv {metric}: {value:.4f}")
+
+
+@app.command("eval")
+def eval_cmd(
+    suite_file: Annotated[Path, typer.Argument(help="Suite TOML, e.g. infra/evals/banking77.toml.")],
+    model: Annotated[
+        str | None,
+        typer.Option(help="Classifier artifact to evaluate instead of the suite's (name or name@vN)."),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Only the first N rows (after the suite's sampling).")
+    ] = None,
+) -> None:
+    """Run a labelled suite through the real pipeline; store the scores; fail on a floor or a regression."""
+    from sinks.clickhouse import connect, migrate
+    from streams.evaluate import SuiteError, load_suite, run_suite
+
+    settings = _settings()
+    try:
+        suite = load_suite(suite_file)
+    except SuiteError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    if model:
+        suite = suite.model_copy(update={"intent_model": model})
+    was_running = stack.broker_pid(settings) is not None
+    client = connect(settings.effective_clickhouse_dsn, settings.clickhouse_database)
+    try:
+        migrate(client)
+        report = run_suite(settings, suite, client, limit)
+    except SuiteError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    finally:
+        client.close()
+        if not was_running:
+            stack.down(settings)
+    _print_eval(report)
+    raise typer.Exit(0 if report.passed else 1)
+
+
+def _print_eval(report: EvalReport) -> None:
+    table = Table(
+        title=f"{report.suite.name} · {report.workflow_version} · "
+        f"{report.completed:,}/{report.published:,} events",
+        caption=f"compared with {report.previous_version}"
+        if report.previous_version
+        else "no earlier version",
+    )
+    for column in ("step", "metric", "value", "n", "bound", "previous", "verdict"):
+        table.add_column(column, justify="right" if column in {"value", "n", "previous"} else "left")
+    for v in report.verdicts:
+        s = v.score
+        verdict = "[red]FAIL[/]" if v.failed else ("ok" if v.bound or v.previous is not None else "")
+        previous = f"{v.previous:.4f}" if v.previous is not None else ""
+        table.add_row(s.step, s.metric, f"{s.value:.4f}", f"{s.support:,}", v.bound, previous, verdict)
+    console.print(table)
+    console.print(
+        "[bold green]PASS[/]" if report.passed else "[bold red]FAIL[/]: a gated score is out of bounds"
+    )
 
 
 @app.command("publish")

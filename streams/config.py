@@ -101,7 +101,10 @@ class Settings(BaseSettings):
         default=0.5, gt=0, description="First wait after a failed ClickHouse insert; doubles per failure."
     )
     sink_retry_cap_s: float = Field(default=30.0, gt=0, description="Longest wait between insert retries.")
-    intent_model: str = Field(default="banking77-intent", description="Classifier artifact name.")
+    intent_model: str = Field(
+        default="banking77-intent",
+        description="Classifier artifact: a name (its newest version) or name@vN (exactly that version).",
+    )
     retention_traces_days: int = Field(default=180, ge=1, description="Days a trace row is kept.")
     retention_previews_days: int = Field(
         default=30, ge=1, description="Days the PII-masked prompt/output previews of a trace are kept."

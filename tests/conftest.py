@@ -90,7 +90,9 @@ def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
-def cli(settings: Settings, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    settings: Settings, *args: str, stdin: str | None = None, timeout_s: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run ``riverbed <args>`` as an operator would, with ``settings`` as its environment."""
     from streams import processes
 
@@ -100,7 +102,7 @@ def cli(settings: Settings, *args: str, stdin: str | None = None) -> subprocess.
         input=stdin,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout_s,
     )
 
 

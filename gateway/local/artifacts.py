@@ -83,6 +83,19 @@ def latest_version(models_dir: Path, name: str) -> str | None:
     return None
 
 
+_PINNED = re.compile(r"(.+)@(v[1-9][0-9]*)")
+
+
+def resolve(models_dir: Path, spec: str) -> tuple[str, str | None]:
+    """``name`` (the newest complete version) or ``name@vN`` (exactly that one, e.g. the candidate an
+    evaluation runs) as (name, version); version is None when nothing usable exists."""
+    pinned = _PINNED.fullmatch(spec)
+    if pinned is None:
+        return spec, latest_version(models_dir, spec)
+    name, version = pinned.groups()
+    return name, version if is_complete(artifact_dir(models_dir, name, version)) else None
+
+
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from gateway.local import summarize as extractive
-from gateway.local.artifacts import artifact_dir, latest_version
+from gateway.local.artifacts import artifact_dir, resolve
 from gateway.local.classifier import KernelHead
 from gateway.local.embedder import Embedder, FloatMatrix
 from gateway.local.extraction import EntityExtractor
@@ -73,7 +73,7 @@ class LocalProvider:
     name = PROVIDER_NAME
 
     def __init__(self, models_dir: Path, intent_model: str) -> None:
-        version = latest_version(models_dir, intent_model)
+        intent_model, version = resolve(models_dir, intent_model)
         if version is None:
             raise ModelNotTrained(
                 f"no '{intent_model}' classifier under {models_dir}; run `riverbed train` first"
