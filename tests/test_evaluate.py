@@ -4,6 +4,9 @@ through the real pipeline (its own broker, worker, chdb) as CI's quality regress
 from __future__ import annotations
 
 import csv
+import re
+import subprocess
+import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from gateway.local.training import BANKING77_TRAIN, train
+from sinks.clickhouse import connect
 from sinks.evaluations import Score
+from streams import processes
 from streams.config import PROJECT_ROOT, Settings
 from streams.evaluate import Suite, SuiteError, _judge, load_suite
 from streams.scoring import Metric, classification, extraction, summaries, top1_ece
@@ -125,3 +130,28 @@ def test_smoke_suite_gates_through_the_real_pipeline(base_settings: Settings, tm
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert "compared with ticket-1+banking77-intent@v1" in refused.stdout
     assert "FAIL" in refused.stdout
+
+    # the queries docs/evaluation.md tells analysts to paste return rows on what these runs stored
+    queried = subprocess.run(
+        [sys.executable, "-c", "from tests.test_evaluate import run_documented_queries as q; q()"],
+        env=processes.settings_env(settings),
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert queried.returncode == 0, queried.stderr
+
+
+def run_documented_queries() -> None:
+    """Run in a subprocess: chdb lets one process own a data path."""
+    settings = Settings()
+    queries = re.findall(r"```sql\n(.*?)```", (PROJECT_ROOT / "docs/evaluation.md").read_text(), re.S)
+    assert len(queries) >= 2
+    client = connect(settings.effective_clickhouse_dsn, settings.clickhouse_database)
+    try:
+        for sql in queries:
+            sql = sql.replace("'banking77'", "'banking77-smoke'")  # the suite the test ran
+            assert client.query_rows(sql), f"no rows from:\n{sql}"
+    finally:
+        client.close()
