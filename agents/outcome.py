@@ -50,6 +50,8 @@ class OutboundEvent:
 @dataclass
 class BatchOutcome:
     results: list[OutboundEvent] = field(default_factory=list)
+    reviews: list[OutboundEvent] = field(default_factory=list)
+    """Copies of non-final results for the workflow's review topic (agents/review.py)."""
     failures: list[tuple[InboundEvent, StepFailure]] = field(default_factory=list)
     traces: list[dict[str, Any]] = field(default_factory=list)
 

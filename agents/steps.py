@@ -81,7 +81,14 @@ def first_failure_per_event(
 
 
 def result_event(
-    item: WorkItem, *, workflow: str, topic: str, key: str, record: dict[str, Any], version: str
+    item: WorkItem,
+    *,
+    workflow: str,
+    topic: str,
+    key: str,
+    record: dict[str, Any],
+    version: str,
+    extra_headers: list[tuple[str, bytes]] | None = None,
 ) -> OutboundEvent:
     """The result of ``item`` as an event: its id derives from the cause and workflow version, so a
     redelivered input yields the same result id, and its headers name the cause."""
@@ -93,4 +100,4 @@ def result_event(
         source=f"urn:riverbed:agents:{workflow}",
         causation_id=item.envelope.id,
     )
-    return OutboundEvent(topic, key.encode(), value, headers, event_id)
+    return OutboundEvent(topic, key.encode(), value, headers + (extra_headers or []), event_id)

@@ -17,10 +17,12 @@ from agents import steps
 from agents.deps import WorkflowDeps
 from agents.outcome import BatchOutcome, OutboundEvent, WorkItem
 from agents.priority import priority_for
+from agents.review import review_headers, review_reasons
 from gateway.models import CallContext, Entity, ModelRequest, Task
 from sinks.vectors import SearchQuery, VectorPoint, point_id
+from streams import envelope as env
 from streams.inflight import Turn
-from streams.topics import TICKET_TRIAGED
+from streams.topics import TICKET_REVIEW, TICKET_TRIAGED
 
 WORKFLOW = "ticket"
 REVISION = "ticket-1"
@@ -100,7 +102,13 @@ async def triage(items: list[WorkItem], deps: WorkflowDeps, turn: Turn) -> Batch
         store=lambda it, out: it.outputs.__setitem__("summary", out),
         **common,
     )
-    outcome.results.extend(_result_event(item, version) for item in live)
+    review_policy = deps.gateway.policy.task(Task.CLASSIFY_INTENT)
+    for item in live:
+        reasons = review_reasons(item.outputs["intent"], review_policy)
+        result = _result_event(item, version, reasons)
+        outcome.results.append(result)
+        if reasons:
+            outcome.reviews.append(_review_event(item, result, version, reasons))
     outcome.failures = steps.first_failure_per_event(outcome.failures)
     return outcome
 
@@ -189,7 +197,21 @@ def _entity_records(entities: list[Entity]) -> list[dict[str, Any]]:
     return [{"label": e.label, "text": e.text, "start": e.start, "end": e.end} for e in entities]
 
 
-def _result_event(item: WorkItem, version: str) -> OutboundEvent:
+def _review_event(item: WorkItem, result: OutboundEvent, version: str, reasons: list[str]) -> OutboundEvent:
+    """The same record on the review topic, under an id of its own (deterministic like the result's)."""
+    review_id = env.result_event_id(item.envelope.id, f"{version}+review")
+    headers = env.build_headers(
+        event_id=review_id,
+        topic=TICKET_REVIEW,
+        tenant_id=item.envelope.tenant_id,
+        source=f"urn:riverbed:agents:{WORKFLOW}",
+        causation_id=item.envelope.id,
+        extra=review_headers(reasons),
+    )
+    return OutboundEvent(TICKET_REVIEW, result.key, result.value, headers, review_id)
+
+
+def _result_event(item: WorkItem, version: str, reasons: list[str]) -> OutboundEvent:
     data = item.envelope.data
     prediction = item.outputs["intent"]
     record = {
@@ -213,4 +235,5 @@ def _result_event(item: WorkItem, version: str) -> OutboundEvent:
         key=str(data["ticket_id"]),
         record=record,
         version=version,
+        extra_headers=review_headers(reasons),
     )

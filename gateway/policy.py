@@ -85,6 +85,11 @@ class TaskPolicy(_Strict):
     system: str = ""
     """System prompt for chat routes."""
     prompt_version: str = "v1"
+    review_below: float | None = Field(default=None, gt=0, le=1)
+    """Classification tasks: a result whose calibrated confidence is under this is not final and goes
+    to the workflow's review topic for a human; unset = never for confidence."""
+    review_labels: list[str] = Field(default_factory=list)
+    """Classification tasks: labels that always go to review, whatever the confidence (high risk)."""
 
 
 class BreakerConfig(_Strict):

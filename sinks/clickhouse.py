@@ -36,6 +36,7 @@ from clickhouse_connect.driver.client import Client
 
 from gateway.redact import Redactor
 from streams.config import PROJECT_ROOT
+from streams.envelope import FINAL_HEADER, REVIEW_REASONS_HEADER
 
 __all__ = [
     "DEFAULT_MIGRATIONS_DIR",
@@ -312,6 +313,8 @@ RESULT_COLUMNS: Final[tuple[str, ...]] = (
     "similar_ids",
     "chunk_count",
     "redaction_count",
+    "final",
+    "review_reasons",
     "processed_at",
     "ingested_at",
 )
@@ -421,6 +424,7 @@ def result_row(
     record: Mapping[str, Any],
     ingested_at: datetime,
     redactor: Redactor | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> tuple[Any, ...]:
     """Decoded result record -> tuple in RESULT_COLUMNS order.
 
@@ -471,6 +475,8 @@ def result_row(
         "similar_ids": similar_ids,
         "chunk_count": chunk_count,
         "redaction_count": redactions,
+        "final": 0 if (headers or {}).get(FINAL_HEADER) == "false" else 1,
+        "review_reasons": [r for r in (headers or {}).get(REVIEW_REASONS_HEADER, "").split(",") if r],
         "processed_at": _utc(record["processed_at"]),
         "ingested_at": _utc(ingested_at),
     }

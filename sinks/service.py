@@ -97,13 +97,14 @@ class ClickHouseSink:
         now = datetime.now(UTC)
         for record in records:
             try:
-                data = env.decode_event(
-                    record.topic, record.value, env.header_map(record.headers), max_bytes=64 * 1024 * 1024
-                )
+                headers = env.header_map(record.headers)
+                data = env.decode_event(record.topic, record.value, headers, max_bytes=64 * 1024 * 1024)
                 if record.topic == AI_TRACES:
                     self._traces.add(trace_row(data.data, now))
                 else:
-                    self._results.add(result_row(record.topic, data.id, data.data, now, self._redactor))
+                    self._results.add(
+                        result_row(record.topic, data.id, data.data, now, self._redactor, headers)
+                    )
             except (CodecError, env.EnvelopeError, KeyError, ValueError) as exc:
                 # The seam for a sink DLQ: the record stays in its topic at this offset for replay.
                 self.stats.rejected[record.topic] += 1

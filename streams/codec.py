@@ -16,6 +16,7 @@ from typing import Any
 import fastavro
 
 from streams.config import PROJECT_ROOT
+from streams.topics import SCHEMAS
 
 SCHEMA_DIR = PROJECT_ROOT / "schemas" / "avro"
 
@@ -26,7 +27,7 @@ class CodecError(ValueError):
 
 @cache
 def load_schema(name: str, schema_dir: Path = SCHEMA_DIR) -> Any:
-    path = schema_dir / f"{name}.avsc"
+    path = schema_dir / f"{SCHEMAS.get(name, name)}.avsc"
     with path.open(encoding="utf-8") as fh:
         return fastavro.parse_schema(json.load(fh))
 

@@ -18,6 +18,10 @@ from streams.topics import EVENT_TYPES
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/avro"
 DEFAULT_SOURCE = "urn:riverbed:publisher"
+FINAL_HEADER = "x-riverbed-final"
+"""On result events: ``false`` when a human must confirm the result first (agents/review.py)."""
+REVIEW_REASONS_HEADER = "x-riverbed-review-reasons"
+"""Comma-separated reasons a result is not final (``low_confidence<0.5``, ``high_risk_label:…``)."""
 
 Headers = Sequence[tuple[str, bytes]]
 

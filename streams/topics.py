@@ -26,6 +26,9 @@ TICKET_CREATED = "ticket.created.v1"
 DOCUMENT_ENRICHED = "document.enriched.v1"
 TICKET_TRIAGED = "ticket.triaged.v1"
 AI_TRACES = "ai.traces.v1"
+TICKET_REVIEW = "ticket.review.v1"
+"""Ticket results a human must confirm (low confidence or a high-risk label); the value is the same
+ticket.triaged.v1 record, the reasons are in ``x-riverbed-review-reasons``."""
 PROCESSED_EVENTS = "riverbed.processed.v1"
 """Changelog of the processed-events table (streams/processed.py): one record per durable result."""
 
@@ -38,7 +41,10 @@ EVENT_TYPES: dict[str, str] = {
     DOCUMENT_ENRICHED: "io.riverbed.document.enriched.v1",
     TICKET_TRIAGED: "io.riverbed.ticket.triaged.v1",
     AI_TRACES: "io.riverbed.ai.trace.v1",
+    TICKET_REVIEW: "io.riverbed.ticket.review.v1",
 }
+SCHEMAS: dict[str, str] = {TICKET_REVIEW: TICKET_TRIAGED}
+"""Topics whose values use another topic's schema (by default a topic's schema is its own name)."""
 
 
 def dlq_topic(topic: str) -> str:
@@ -56,7 +62,7 @@ def origin_topic(topic: str) -> str:
 
 def all_topics() -> list[TopicSpec]:
     """Every topic ``stack up`` creates, including the per-input retry and DLQ topics."""
-    specs = [TopicSpec(name, EVENT_TYPES[name], name) for name in EVENT_TYPES]
+    specs = [TopicSpec(name, EVENT_TYPES[name], SCHEMAS.get(name, name)) for name in EVENT_TYPES]
     for name in INPUT_TOPICS:
         specs.append(TopicSpec(retry_topic(name), EVENT_TYPES[name], name))
         specs.append(TopicSpec(dlq_topic(name), EVENT_TYPES[name], None, partitions=1))

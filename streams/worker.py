@@ -151,6 +151,7 @@ class WorkerRuntime:
                     ]
                 )
             outcome.results.extend(done.results)
+            outcome.reviews.extend(done.reviews)
             outcome.failures.extend(done.failures)
             outcome.traces.extend(done.traces)
         worked = time.perf_counter()
@@ -184,7 +185,7 @@ class WorkerRuntime:
 
     async def publish(self, topic: str, outcome: BatchOutcome, send: Send) -> None:
         pending: list[Awaitable[Any]] = []
-        for result in outcome.results:
+        for result in [*outcome.results, *outcome.reviews]:
             pending.append(await send(result))
         for trace in outcome.traces:
             value, headers, _ = env.encode_event(

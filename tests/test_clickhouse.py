@@ -73,6 +73,7 @@ SHIPPED_MIGRATIONS = [
     "0006_rollup_views",
     "0007_evaluations",
     "0008_views_unpriced_and_tenant",
+    "0009_results_review",
 ]
 
 
@@ -314,7 +315,8 @@ def document_record() -> dict[str, Any]:
 
 def test_results_round_trip(migrated: ClickHouseClient) -> None:
     ch = migrated
-    ticket = result_row("ticket.triaged.v1", "evt-triaged-42", ticket_record(), NOW)
+    held = {"x-riverbed-final": "false", "x-riverbed-review-reasons": "low_confidence<0.5"}
+    ticket = result_row("ticket.triaged.v1", "evt-triaged-42", ticket_record(), NOW, headers=held)
     document = result_row("document.enriched.v1", "evt-enriched-1", document_record(), NOW)
     assert len(ticket) == len(document) == len(RESULT_COLUMNS)
     ch.insert("results", [ticket, document], RESULT_COLUMNS)
@@ -339,6 +341,8 @@ def test_results_round_trip(migrated: ClickHouseClient) -> None:
         "similar_ids": ["T-7", "D-1"],
         "chunk_count": 0,
         "redaction_count": 0,
+        "final": 0,
+        "review_reasons": ["low_confidence<0.5"],
         "processed_at": NOW - timedelta(seconds=1, microseconds=-250000),
         "ingested_at": NOW,
     }
@@ -346,6 +350,7 @@ def test_results_round_trip(migrated: ClickHouseClient) -> None:
     assert doc["labels"] == ["policy", "cards"] and doc["label_scores"] == [0.75, 0.5]
     assert doc["priority"] == "" and doc["similar_ids"] == [] and doc["entity_labels"] == []
     assert doc["chunk_count"] == 7
+    assert (doc["final"], doc["review_reasons"]) == (1, [])  # no headers: presented as final
     assert doc["processed_at"] == NOW
 
 

@@ -44,6 +44,7 @@ from streams.topics import (
     INPUT_TOPICS,
     RESULT_TOPICS,
     TICKET_CREATED,
+    TICKET_REVIEW,
     dlq_topic,
 )
 from tests.conftest import cli, drain_sink, run
@@ -81,6 +82,9 @@ DOCUMENT_STEPS = 4  # classify, extract, embed, summarize
 class Observed:
     results: dict[str, list[tuple[str, dict[str, Any]]]] = field(default_factory=lambda: defaultdict(list))
     dead: dict[str, tuple[bytes, dict[str, str]]] = field(default_factory=dict)
+    result_headers: dict[str, dict[str, str]] = field(default_factory=dict)
+    reviews: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Review-topic records by causing event: their headers."""
 
 
 @dataclass
@@ -159,6 +163,10 @@ async def _observe(
                     h = env.header_map(r.headers)
                     if r.topic in RESULT_TOPICS:
                         seen.results[h["ce_causationid"]].append((h["ce_id"], decode(r.topic, r.value)))
+                        seen.result_headers[h["ce_causationid"]] = h
+                    elif r.topic == TICKET_REVIEW:
+                        assert decode(r.topic, r.value)["causation_id"] == h["ce_causationid"]
+                        seen.reviews[h["ce_causationid"]] = h
                     else:
                         seen.dead[h.get("ce_id", "")] = (r.value, h)
         return seen
@@ -197,7 +205,9 @@ def pipeline(
     with (PROJECT_ROOT / "infra/datasets/banking77/test.csv").open(newline="") as fh:
         rows = [r for i, r in enumerate(csv.DictReader(fh)) if i % 25 == 0][:TICKETS]
     start = run(
-        end_offsets(settings.kafka_bootstrap, [*RESULT_TOPICS, *(dlq_topic(t) for t in INPUT_TOPICS)])
+        end_offsets(
+            settings.kafka_bootstrap, [*RESULT_TOPICS, TICKET_REVIEW, *(dlq_topic(t) for t in INPUT_TOPICS)]
+        )
     )
     web = root / "web"
     web.mkdir()
@@ -357,6 +367,21 @@ def test_ticket_results_carry_lineage_and_are_mostly_right(pipeline: PipelineRun
     assert correct / len(tickets) >= 0.75
 
 
+def test_low_confidence_tickets_are_not_final_and_wait_for_review(pipeline: PipelineRun) -> None:
+    """The shipped policy sends intents under 0.5 confidence to ticket.review.v1; their results say
+    so in headers, every other result is final, and the sink keeps the flag."""
+    tickets = [eid for eid, p in pipeline.good.items() if p.topic == TICKET_CREATED] + list(pipeline.pii)
+    low = {eid for eid in tickets if pipeline.observed.results[eid][0][1]["intent_confidence"] < 0.5}
+    assert low, "the small test head should be unsure about some tickets"
+    assert set(pipeline.observed.reviews) == low
+    for eid in tickets:
+        headers = pipeline.observed.result_headers[eid]
+        assert headers["x-riverbed-final"] == ("false" if eid in low else "true")
+        assert ("low_confidence<0.5" in headers["x-riverbed-review-reasons"]) == (eid in low)
+    for eid in low:
+        assert pipeline.observed.reviews[eid]["ce_type"] == "io.riverbed.ticket.review.v1"
+
+
 def test_later_tickets_find_similar_earlier_ones(pipeline: PipelineRun) -> None:
     similar = [
         r["similar"]
@@ -465,6 +490,12 @@ def test_sink_writes_one_trace_per_step_and_one_row_per_result_even_when_replaye
             assert results == len(pipeline.good)
         statuses = client.query_rows("SELECT DISTINCT status, gen_ai_provider_name FROM traces FINAL")
         assert statuses == [("ok", "local")]
+        pending = client.query_rows(
+            "SELECT causation_id, review_reasons FROM results FINAL "
+            f"WHERE final = 0 AND causation_id IN ({ids})"
+        )
+        assert {cause for cause, _ in pending} == set(pipeline.observed.reviews) & set(pipeline.good)
+        assert all(reasons == ["low_confidence<0.5"] for _, reasons in pending)
     finally:
         client.close()
 
@@ -502,6 +533,11 @@ def test_documented_queries_run_on_pipeline_data(pipeline: PipelineRun) -> None:
             assert rows or "may be empty" in sql, f"no rows from:\n{sql}"
         hits = dict(((step, status), n) for step, status, n in client.query_rows(queries[-1]))
         assert hits.get(("retrieve", "hit"), 0) > 0
+        evaluation_doc = (PROJECT_ROOT / "docs/evaluation.md").read_text()
+        on_results = [q for q in re.findall(r"```sql\n(.*?)```", evaluation_doc, re.S) if "FROM results" in q]
+        assert on_results
+        for sql in on_results:
+            assert client.query_rows(sql), f"no rows from:\n{sql}"
     finally:
         client.close()
 
