@@ -28,7 +28,7 @@ MAX_ENTITIES = 100
 
 
 def workflow_version(deps: WorkflowDeps) -> str:
-    return f"{REVISION}+{deps.gateway.prompt_version(Task.CLASSIFY_TOPIC)}"
+    return steps.workflow_version(REVISION, deps, Task.CLASSIFY_TOPIC)
 
 
 async def enrich(items: list[WorkItem], deps: WorkflowDeps, turn: Turn) -> BatchOutcome:

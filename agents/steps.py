@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from agents.deps import WorkflowDeps
 from agents.outcome import BatchOutcome, InboundEvent, OutboundEvent, StepFailure, WorkItem
 from gateway.gateway import Gateway
 from gateway.models import CallContext, GatewayError, ModelRequest, Task
@@ -78,6 +79,14 @@ def first_failure_per_event(
             seen.add(key)
             unique.append((inbound, failure))
     return unique
+
+
+def workflow_version(revision: str, deps: WorkflowDeps, task: Task) -> str:
+    """The revision of the step code plus what answers the workflow's defining task (a classifier
+    artifact or a prompt version): either change is visible. A shadow run's version says so, so its
+    result and trace ids can never collide with production's."""
+    version = f"{revision}+{deps.gateway.prompt_version(task)}"
+    return f"{version}+shadow" if deps.settings.shadow else version
 
 
 def result_event(

@@ -30,8 +30,7 @@ SIMILAR_LIMIT = 3
 
 
 def workflow_version(deps: WorkflowDeps) -> str:
-    """The revision of the step code plus the classifier artifact it runs: either change is visible."""
-    return f"{REVISION}+{deps.gateway.prompt_version(Task.CLASSIFY_INTENT)}"
+    return steps.workflow_version(REVISION, deps, Task.CLASSIFY_INTENT)
 
 
 def ticket_text(item: WorkItem) -> str:

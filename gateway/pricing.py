@@ -35,7 +35,8 @@ class PriceTable:
     _warned: set[str] = field(default_factory=set, compare=False, repr=False)
 
     def price(self, model_key: str) -> ModelPrice | None:
-        price = self.models.get(model_key)
+        """The model's own entry, else its provider's ``<provider>/*`` default, else None."""
+        price = self.models.get(model_key) or self.models.get(f"{model_key.split('/', 1)[0]}/*")
         if price is None and model_key not in self._warned:
             # once per model and process: loud enough to be found, not a log line per call
             self._warned.add(model_key)

@@ -204,3 +204,19 @@ class ClickHouseSink:
         for tp in assigned:
             total += max(0, ends[tp] - await consumer.position(tp))
         return total + len(self._traces) + len(self._results) + self._in_flight
+
+
+async def run_until_caught_up(sink: ClickHouseSink, timeout_s: float) -> bool:
+    """Run ``sink`` until everything in its topics is in ClickHouse, then stop it; False on timeout.
+    For one-shot jobs (shadow runs, tests) on a stack where no sink process runs."""
+    task = asyncio.create_task(sink.run())
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    caught_up = False
+    try:
+        while loop.time() < deadline and not (caught_up := await sink.lag() == 0):
+            await asyncio.sleep(0.1)
+    finally:
+        sink.stop()
+        await asyncio.wait_for(task, 60)
+    return caught_up

@@ -24,7 +24,7 @@ from agents.routing import due_at
 from streams import envelope as env
 from streams.config import Settings
 from streams.inflight import InFlightBatches, Turn
-from streams.topics import DOCUMENT_UPLOADED, TICKET_CREATED, retry_topic
+from streams.topics import DOCUMENT_UPLOADED, TICKET_CREATED, retry_topic, shadow_topic
 from streams.worker import Send, WorkerRuntime
 
 log = structlog.get_logger(__name__)
@@ -91,12 +91,8 @@ def create_app(settings: Settings) -> faust.App:
         consume.__name__ = f"consume_{topic_name.replace('.', '_')}"
         app.agent(topic, name=consume.__name__, concurrency=1)(consume)
 
-    for input_topic, batch_size in (
-        (TICKET_CREATED, settings.worker_batch_size),
-        (DOCUMENT_UPLOADED, settings.document_batch_size),
-    ):
-        register(input_topic, batch_size)
-        register(retry_topic(input_topic), batch_size)
+    for topic_name, batch_size in consumed_topics(settings):
+        register(topic_name, batch_size)
 
     @app.on_before_shutdown.connect  # type: ignore[misc, arg-type]
     def _close(app: faust.App, **kwargs: Any) -> None:
@@ -104,6 +100,21 @@ def create_app(settings: Settings) -> faust.App:
             holder["rt"].deps.vectors.close()
 
     return app
+
+
+def consumed_topics(settings: Settings) -> list[tuple[str, int]]:
+    """Each input topic and its retry topic, with the batch size of its workflow; a shadow worker
+    reads only the shadow copies of the inputs (its failures are counted, not retried)."""
+    topics = []
+    for input_topic, batch_size in (
+        (TICKET_CREATED, settings.worker_batch_size),
+        (DOCUMENT_UPLOADED, settings.document_batch_size),
+    ):
+        if settings.shadow:
+            topics.append((shadow_topic(input_topic), batch_size))
+        else:
+            topics += [(input_topic, batch_size), (retry_topic(input_topic), batch_size)]
+    return topics
 
 
 async def _ack(stream: Any, events: Sequence[Any]) -> None:

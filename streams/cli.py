@@ -19,6 +19,7 @@ from streams.ops import Record, Selection
 if TYPE_CHECKING:
     from sinks.report import ReportScope
     from streams.evaluate import EvalReport
+    from streams.shadow import ShadowReport
 
 app = typer.Typer(
     help="Riverbed: Kafka events in, AI workflows through one gateway, results and traces out.",
@@ -340,6 +341,69 @@ def _print_eval(report: EvalReport) -> None:
     console.print(
         "[bold green]PASS[/]" if report.passed else "[bold red]FAIL[/]: a gated score is out of bounds"
     )
+
+
+@app.command("shadow")
+def shadow_cmd(
+    since: Since = None,
+    until: Until = None,
+    model: Annotated[
+        str | None, typer.Option(help="Candidate classifier artifact (name or name@vN); default: the newest.")
+    ] = None,
+    event_id: EventIds = None,
+    timeout_s: Annotated[float, typer.Option(help="Give up waiting for shadow results after this.")] = 3600,
+) -> None:
+    """Replay a range of tickets through a candidate into shadow topics and compare it with production."""
+    from sinks.clickhouse import connect, migrate
+    from streams.ops import Selection, parse_time
+    from streams.shadow import ShadowError, run_shadow
+
+    settings = _settings()
+    selection = Selection(
+        since=parse_time(since) if since else None,
+        until=parse_time(until) if until else None,
+        event_ids=tuple(event_id or ()),
+    )
+    was_running = stack.broker_pid(settings) is not None
+    client = connect(settings.effective_clickhouse_dsn, settings.clickhouse_database)
+    try:
+        migrate(client)
+        report = run_shadow(settings, client, selection, model, timeout_s)
+    except ShadowError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    finally:
+        client.close()
+        if not was_running:
+            stack.down(settings)
+    _print_shadow(report)
+
+
+def _print_shadow(report: ShadowReport) -> None:
+    production = ", ".join(report.production_versions) or "(no production results)"
+    console.print(
+        f"[bold]shadow[/] {report.candidate_version} vs {production}: "
+        f"{report.events:,} events in {report.seconds:.1f}s, {report.compared:,} compared, "
+        f"agreement {report.agreement:.4f}, {report.missing:,} without a shadow result"
+    )
+    flips = Table("production", "candidate", "events", title="Label flips (most frequent)")
+    for before, after, n in report.flips:
+        flips.add_row(before, after, f"{n:,}")
+    console.print(flips)
+    from sinks.dashboard import format_usd
+
+    steps = Table("step", "side", "calls", "cost", "p50 ms", "p95 ms", title="Cost and latency per step")
+    for row in report.steps:
+        cost = row["total_cost_usd"]
+        steps.add_row(
+            row["step"],
+            row["side"],
+            f"{row['calls']:,}",
+            "unpriced" if cost is None else format_usd(float(cost)),
+            str(row["p50_ms"]),
+            str(row["p95_ms"]),
+        )
+    console.print(steps)
 
 
 @app.command("publish")

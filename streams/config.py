@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     fetch_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1, description="Document size limit.")
     fetch_timeout_s: float = Field(default=10.0, gt=0)
     max_event_bytes: int = Field(default=1024 * 1024, ge=1, description="Larger event values are rejected.")
+    shadow: bool = Field(
+        default=False,
+        description="Shadow worker: read <input>.shadow, write <result>.shadow, never write vectors, "
+        "review, retry or DLQ topics (set by `riverbed shadow`).",
+    )
     skip_processed_events: bool = Field(
         default=True,
         description="Skip redelivered events whose result is already durable (the processed-events table).",

@@ -55,9 +55,14 @@ def retry_topic(topic: str) -> str:
     return f"{topic}.retry"
 
 
+def shadow_topic(topic: str) -> str:
+    """Where a shadow run reads replayed inputs and writes its results (docs/evaluation.md)."""
+    return f"{topic}.shadow"
+
+
 def origin_topic(topic: str) -> str:
-    """The input topic an event belongs to, also when it is consumed from that topic's retry topic."""
-    return topic.removesuffix(".retry")
+    """The input topic an event belongs to, also when consumed from its retry or shadow topic."""
+    return topic.removesuffix(".retry").removesuffix(".shadow")
 
 
 def all_topics() -> list[TopicSpec]:
@@ -66,5 +71,7 @@ def all_topics() -> list[TopicSpec]:
     for name in INPUT_TOPICS:
         specs.append(TopicSpec(retry_topic(name), EVENT_TYPES[name], name))
         specs.append(TopicSpec(dlq_topic(name), EVENT_TYPES[name], None, partitions=1))
+    for name in (*INPUT_TOPICS, *RESULT_TOPICS):
+        specs.append(TopicSpec(shadow_topic(name), EVENT_TYPES[name], name))
     specs.append(TopicSpec(PROCESSED_EVENTS, "io.riverbed.processed.v1", None, compacted=True))
     return specs

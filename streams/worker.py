@@ -13,7 +13,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -30,13 +30,21 @@ from gateway.providers.base import Secrets
 from gateway.redact import Redactor
 from gateway.semantic_cache import SemanticCache
 from sinks.vectors import open_vector_store
+from sinks.vectors.readonly import ReadOnlyVectorStore
 from streams import envelope as env
 from streams.codec import CodecError
 from streams.config import Settings
 from streams.inflight import Turn
 from streams.ops import REPLAYED_FROM
 from streams.processed import ProcessedChangelog, ProcessedEvents, marker
-from streams.topics import AI_TRACES, DOCUMENT_UPLOADED, TICKET_CREATED, origin_topic, retry_topic
+from streams.topics import (
+    AI_TRACES,
+    DOCUMENT_UPLOADED,
+    TICKET_CREATED,
+    origin_topic,
+    retry_topic,
+    shadow_topic,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -92,6 +100,8 @@ class WorkerRuntime:
             collection=settings.qdrant_collection,
         )
         vectors.ensure_collection(provider.embedder.dimensions)
+        if settings.shadow:
+            vectors = ReadOnlyVectorStore(vectors)
         http = httpx.AsyncClient(follow_redirects=True, max_redirects=5)
         policy = PolicyStore(settings.gateway_policy_file)
         semantic = None
@@ -111,7 +121,7 @@ class WorkerRuntime:
             redactor=Redactor(settings.redact_patterns),
         )
         processed = None
-        if settings.skip_processed_events:
+        if settings.skip_processed_events and not settings.shadow:
             table = ProcessedEvents(settings.processed_window_s, settings.processed_max_entries)
             processed = ProcessedChangelog(settings.kafka_bootstrap, table)
             await processed.start()  # before the first event: a redelivery right after a crash is known
@@ -184,6 +194,12 @@ class WorkerRuntime:
         return todo
 
     async def publish(self, topic: str, outcome: BatchOutcome, send: Send) -> None:
+        if self.deps.settings.shadow:
+            await self._publish_shadow(topic, outcome, send)
+        else:
+            await self._publish(topic, outcome, send)
+
+    async def _publish(self, topic: str, outcome: BatchOutcome, send: Send) -> None:
         pending: list[Awaitable[Any]] = []
         for result in [*outcome.results, *outcome.reviews]:
             pending.append(await send(result))
@@ -224,6 +240,18 @@ class WorkerRuntime:
             self.processed.record(done)
         self.stats.results[topic] += len(outcome.results)
         self.stats.traces += len(outcome.traces)
+
+    async def _publish_shadow(self, topic: str, outcome: BatchOutcome, send: Send) -> None:
+        """A shadow run's results go to the shadow result topics and its traces to the trace topic
+        (their workflow version ends in +shadow); nothing reaches production's review, retry or DLQ
+        topics. A failed event is only logged: the comparison reports it as missing."""
+        shadowed = [replace(r, topic=shadow_topic(r.topic)) for r in outcome.results]
+        await self._publish(topic, BatchOutcome(results=shadowed, traces=outcome.traces), send)
+        for inbound, failure in outcome.failures:
+            self.stats.dead_letters[topic] += 1
+            log.warning(
+                "shadow_event_failed", offset=inbound.offset, step=failure.step, error=failure.message[:300]
+            )
 
 
 def decode_batch(

@@ -108,16 +108,7 @@ def cli(
 
 def drain_sink(sink: Any, timeout_s: float = 60) -> None:
     """Run a ClickHouseSink until it has no lag left on its topics, then stop it cleanly."""
+    from sinks.service import run_until_caught_up
 
-    async def go() -> None:
-        task = asyncio.create_task(sink.run())
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while loop.time() < deadline and await sink.lag() != 0:
-            await asyncio.sleep(0.1)
-        sink.stop()
-        await asyncio.wait_for(task, 30)
-        assert await sink.lag() in (0, -1)
-
-    run(go())
+    assert run(run_until_caught_up(sink, timeout_s)), "the sink did not catch up"
     assert sink.stats.rows["traces"] > 0

@@ -21,6 +21,7 @@ from gateway.gateway import Gateway
 from gateway.policy import BreakerConfig, PolicyError, PolicyStore, load_policy, parse_policy
 from gateway.pricing import load_prices
 from gateway.providers.base import Message, Secrets
+from streams.config import PROJECT_ROOT
 from tests.conftest import wait_until
 
 PRICES = """
@@ -454,6 +455,9 @@ def test_price_math_against_hand_computed_figures(tmp_path: Path) -> None:
     # no cache_write price given: billed at the input price
     assert prices.cost("fake/big", 1000, 0, cache_write_tokens=1000) == Decimal("0.003")
     assert prices.cost("nobody/unknown", 10, 10) is None
+    shipped = load_prices(PROJECT_ROOT / "gateway/prices.toml")
+    assert shipped.cost("local/any-new-artifact", 1000, 10) == Decimal(0)  # the provider-wide default
+    assert shipped.cost("openai/not-listed", 1000, 10) is None  # no default for paid providers
 
 
 async def test_unknown_price_is_reported_unknown_not_zero(tmp_path: Path, fake: FakeProvider) -> None:
