@@ -5,6 +5,7 @@ agreement, and leave every production topic untouched. Real broker, worker proce
 from __future__ import annotations
 
 import csv
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +51,9 @@ def count_shadow_scores() -> None:
             "SELECT event_id = '' AS overall, count() FROM evaluations FINAL "
             "WHERE dataset = 'shadow:ticket.created.v1' GROUP BY overall ORDER BY overall"
         )
+        doc = (PROJECT_ROOT / "docs/evaluation.md").read_text()
+        (disagreements,) = [q for q in re.findall(r"```sql\n(.*?)```", doc, re.S) if "shadow:" in q]
+        assert client.query_rows(disagreements), "the documented query finds no disagreement"
         print(dict(rows))
     finally:
         client.close()
