@@ -2,7 +2,7 @@
 (and that nothing published before it is lost), and how well one worker turns concurrency into
 throughput when its model calls are slow.
 
-    python bench/delivery.py [--rounds 3] [--only restart|concurrency]
+    python bench/delivery.py [--rounds 3] [--only restart|concurrency|processed]
 
 Brings up its own broker on a free port with data in a temp dir, trains a small intent head, runs a
 real worker, then per round: stops the broker (SIGTERM by PID), starts it again on the same data
@@ -15,6 +15,9 @@ comes back as a result. Prints the median as ``broker_restart_recovery_s``.
 the ideal is C / 0.6 s tickets/s (no provider limit is set). One worker per level, C = batch size x 2
 batches in flight; throughput = tickets completed between the first and the last result / that time.
 The curve is printed; the figure is the efficiency at C = 256.
+
+``--only processed`` (no FIGURE, a supporting number): how long a starting worker takes to load the
+processed-events table (streams/processed.py) from a changelog of ``--markers`` records; median of 3.
 """
 
 from __future__ import annotations
@@ -26,9 +29,10 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -39,8 +43,9 @@ from streams import envelope as env
 from streams import processes, stack
 from streams.config import Settings
 from streams.offsets import end_offsets, partitions_of, reader_from
+from streams.processed import ProcessedChangelog, ProcessedEvents
 from streams.publish import Published, publish, read_rows, ticket_drafts
-from streams.topics import TICKET_TRIAGED
+from streams.topics import PROCESSED_EVENTS, TICKET_TRIAGED
 
 TICKETS_PER_ROUND = 200
 PROVIDER_LATENCY_S = 0.2
@@ -99,16 +104,45 @@ def tickets(rows: list[dict[str, str]], round_no: int) -> list[dict[str, str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--only", choices=["restart", "concurrency"])
+    parser.add_argument("--only", choices=["restart", "concurrency", "processed"])
+    parser.add_argument("--markers", type=int, default=20_000, help="changelog size for --only processed")
     parser.add_argument("--levels", default="16,64,128,256", help="tickets in flight, comma-separated")
     parser.add_argument("--batch", type=int, default=32, help="tickets per batch")
     args = parser.parse_args()
     with embedded_stack("delivery") as settings:
+        if args.only == "processed":
+            asyncio.run(processed_table_load(settings, args.markers))
+            return
         train_small_head(settings)
         if args.only in (None, "restart"):
             run_rounds(settings, args.rounds)
         if args.only in (None, "concurrency"):
             concurrency_curve(settings, [int(x) for x in args.levels.split(",")], args.batch)
+
+
+async def processed_table_load(settings: Settings, markers: int) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        sent = [
+            await producer.send(PROCESSED_EVENTS, b"", str(uuid.uuid4()).encode()) for _ in range(markers)
+        ]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+    seconds = []
+    for _ in range(3):
+        changelog = ProcessedChangelog(settings.kafka_bootstrap, ProcessedEvents(86400, 1_000_000))
+        started = time.perf_counter()
+        loaded = await changelog.start()
+        seconds.append(time.perf_counter() - started)
+        await changelog.stop()
+        assert loaded == markers, f"loaded {loaded} of {markers}"
+    median = statistics.median(seconds)
+    print(
+        f"processed-events table: {markers:,} markers loaded in {median:.3f}s (median of 3), "
+        f"{markers / median:,.0f}/s"
+    )
 
 
 def train_small_head(settings: Settings) -> None:
