@@ -98,6 +98,7 @@ def worker() -> None:
 
     from gateway.local.artifacts import resolve
     from streams.app import create_app
+    from streams.memory import cap_malloc_arenas
 
     settings = _settings()
     if resolve(settings.models_dir, settings.intent_model)[1] is None:
@@ -106,6 +107,7 @@ def worker() -> None:
             "run `riverbed train` first"
         )
         raise typer.Exit(2)
+    cap_malloc_arenas(settings.malloc_arenas)  # before any thread starts (streams/memory.py says why)
     faust_app = create_app(settings)
     faust.Worker(faust_app, loglevel=settings.log_level.lower(), quiet=True).execute_from_commandline()
 

@@ -79,6 +79,12 @@ class Settings(BaseSettings):
     fetch_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1, description="Document size limit.")
     fetch_timeout_s: float = Field(default=10.0, gt=0)
     max_event_bytes: int = Field(default=1024 * 1024, ge=1, description="Larger event values are rejected.")
+    malloc_arenas: int = Field(
+        default=2, ge=0, description="glibc heap arenas for the worker (0 = glibc's default); keeps RSS flat."
+    )
+    malloc_trim_interval_s: float = Field(
+        default=30.0, ge=0, description="Hand freed heap pages back to the OS this often (0 = never)."
+    )
     shadow: bool = Field(
         default=False,
         description="Shadow worker: read <input>.shadow, write <result>.shadow, never write vectors, "

@@ -35,6 +35,7 @@ from streams import envelope as env
 from streams.codec import CodecError
 from streams.config import Settings
 from streams.inflight import Turn
+from streams.memory import Trimmer
 from streams.ops import REPLAYED_FROM
 from streams.processed import ProcessedChangelog, ProcessedEvents, marker
 from streams.topics import (
@@ -89,6 +90,7 @@ class WorkerRuntime:
             )
         )
         self.stats = WorkerStats()
+        self._trimmer = Trimmer(deps.settings.malloc_trim_interval_s)
 
     @classmethod
     async def create(cls, settings: Settings) -> WorkerRuntime:
@@ -166,6 +168,7 @@ class WorkerRuntime:
             outcome.traces.extend(done.traces)
         worked = time.perf_counter()
         await self.publish(topic, outcome, send)
+        self._trimmer.maybe_trim()
         log.debug(
             "batch_done",
             topic=topic,

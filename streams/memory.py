@@ -1,0 +1,60 @@
+"""Keeping the worker's resident memory flat on glibc.
+
+The worker allocates from several threads (the event loop, the ONNX and spaCy executors, the vector
+engine). glibc gives each thread that contends for the heap an arena of its own, up to 8 per core,
+and memory freed in one arena is not reused by another, so RSS creeps up with no leak behind it.
+Measured with bench/pipeline.py (worker RSS between 10k and 50k tickets): +22.4 % with glibc's
+defaults, +11.7 % with the arenas capped at 2 (the same run printed 852.8 → 952.4 MiB).
+Capping the arenas and handing freed pages back now and then (``malloc_trim``) is the standard cure;
+both are no-ops where the C library is not glibc.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import time
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+M_ARENA_MAX = -8  # from glibc's malloc.h
+
+
+def _glibc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    if not name:
+        return None
+    try:
+        libc = ctypes.CDLL(name)
+        libc.mallopt  # noqa: B018 - only glibc has it
+        libc.malloc_trim  # noqa: B018
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+_LIBC = _glibc()
+
+
+def cap_malloc_arenas(arenas: int) -> bool:
+    """Call before threads start; True if the C library took the setting."""
+    if _LIBC is None or arenas < 1:
+        return False
+    return bool(_LIBC.mallopt(M_ARENA_MAX, arenas))
+
+
+class Trimmer:
+    """Returns freed heap pages to the OS at most every ``interval_s`` (a trim takes a few ms)."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._last = time.monotonic()
+
+    def maybe_trim(self) -> bool:
+        now = time.monotonic()
+        if _LIBC is None or self.interval_s <= 0 or now - self._last < self.interval_s:
+            return False
+        self._last = now
+        return bool(_LIBC.malloc_trim(0))
