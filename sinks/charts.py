@@ -39,6 +39,11 @@ def _text(x: float, y: float, content: str, anchor: str = "start") -> str:
     return f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" {_FONT}>{escape(content)}</text>'
 
 
+def _clip(text: str, limit: int) -> str:
+    """Long model names would run off the chart; the full name stays in each bar's tooltip."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _legend(names: Sequence[str], x: float, y: float) -> list[str]:
     parts = []
     for i, name in enumerate(names):
@@ -46,7 +51,7 @@ def _legend(names: Sequence[str], x: float, y: float) -> list[str]:
         cy = y + (i // 4) * 16
         colour = PALETTE[i % len(PALETTE)]
         parts.append(f'<rect x="{cx:.1f}" y="{cy - 9:.1f}" width="10" height="10" fill="{colour}"/>')
-        parts.append(_text(cx + 14, cy, name[:26]))
+        parts.append(_text(cx + 14, cy, _clip(name, 24)))
     return parts
 
 
@@ -122,7 +127,7 @@ def grouped_bars(
         parts.append(_text(x, axis_y + 14, value_format(tick), "middle"))
     for i, category in enumerate(categories):
         y0 = top + i * group_h
-        parts.append(_text(label_w - 8, y0 + group_h / 2, category[:34], "end"))
+        parts.append(_text(label_w - 8, y0 + group_h / 2, _clip(category, 30), "end"))
         for j, name in enumerate(names):
             value = series[name][i]
             y = y0 + j * bar_h

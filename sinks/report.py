@@ -39,7 +39,7 @@ SECTIONS: dict[str, Section] = {
         "Cost by tenant, task and model",
         f"SELECT tenant_id, task, route, count() AS calls, sum(gen_ai_usage_input_tokens) AS input_tokens, "
         f"sum(gen_ai_usage_output_tokens) AS output_tokens, sum(cost_usd) AS total_cost_usd, "
-        f"countIf(cost_usd IS NULL) AS unpriced_calls "
+        f"countIf(cost_usd IS NULL AND status = 'ok') AS unpriced_calls "
         f"FROM traces FINAL WHERE {TRACE_FILTER} GROUP BY tenant_id, task, route "
         f"ORDER BY total_cost_usd DESC, calls DESC",
     ),

@@ -222,20 +222,29 @@ def _print_report(report: dict[str, list[dict[str, object]]], output: str) -> No
     from sinks.report import SECTIONS
 
     if output == "json":
-        print(json.dumps(report, default=str, indent=2))
+        print(json.dumps(report, default=_plain, indent=2))
         return
     if output == "csv":
         (rows,) = report.values()
         writer = csv.writer(sys.stdout)
         if rows:
             writer.writerow(rows[0].keys())
-            writer.writerows([str(v) for v in row.values()] for row in rows)
+            writer.writerows([_plain(v) for v in row.values()] for row in rows)
         return
     for name, rows in report.items():
         table = Table(*(rows[0].keys() if rows else ["(no rows)"]), title=SECTIONS[name].title)
         for row in rows:
-            table.add_row(*(str(v) for v in row.values()))
+            table.add_row(*(_plain(v) for v in row.values()))
         console.print(table)
+
+
+def _plain(value: object) -> str:
+    """Decimals as people write them (``0``, ``0.0025``), not ``0E-9``; everything else via str."""
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    return str(value)
 
 
 @app.command("migrate")

@@ -101,7 +101,8 @@ def test_sections_match_hand_computed_figures(report_db: ClickHouseClient) -> No
     assert cost[("acme", "llm/cheap")]["calls"] == 2 and cost[("acme", "llm/cheap")][
         "total_cost_usd"
     ] == Decimal("0.001")
-    assert cost[("acme", "llm/cheap")]["unpriced_calls"] == 1
+    # e1's timeout has a NULL cost, but a failed attempt is not a call with a missing price
+    assert cost[("acme", "llm/cheap")]["unpriced_calls"] == 0
     assert sum(r["total_cost_usd"] for r in report["cost"]) == Decimal("0.003")  # the 30-day-old $9 is out
 
     (fallbacks,) = report["fallbacks"]
@@ -151,6 +152,7 @@ def test_report_command_prints_json_and_csv(base_settings: Settings, tmp_path: P
     assert as_json.returncode == 0, as_json.stderr
     report = json.loads(as_json.stdout)
     assert {r["event_id"] for r in report["top_cost_events"]} == {"e1", "e2"}
+    assert sorted(r["total_cost_usd"] for r in report["top_cost_events"]) == ["0.001", "0.002"]  # not 1E-3
 
     as_csv = cli(settings, "report", "--format", "csv", "--section", "errors")
     assert as_csv.returncode == 0, as_csv.stderr
