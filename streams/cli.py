@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -17,6 +19,7 @@ from streams.logs import configure_logging
 from streams.ops import Record, Selection
 
 if TYPE_CHECKING:
+    from sinks.clickhouse import ClickHouseClient
     from sinks.report import ReportScope
     from streams.evaluate import EvalReport
     from streams.shadow import ShadowReport
@@ -307,7 +310,6 @@ def eval_cmd(
     ] = None,
 ) -> None:
     """Run a labelled suite through the real pipeline; store the scores; fail on a floor or a regression."""
-    from sinks.clickhouse import connect, migrate
     from streams.evaluate import SuiteError, load_suite, run_suite
 
     settings = _settings()
@@ -317,20 +319,31 @@ def eval_cmd(
         raise typer.BadParameter(str(exc)) from exc
     if model:
         suite = suite.model_copy(update={"intent_model": model})
+    try:
+        with _job_stack(settings) as client:
+            report = run_suite(settings, suite, client, limit)
+    except SuiteError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    _print_eval(report)
+    raise typer.Exit(0 if report.passed else 1)
+
+
+@contextlib.contextmanager
+def _job_stack(settings: Settings) -> Iterator[ClickHouseClient]:
+    """A migrated ClickHouse client for a one-shot job (eval, shadow); the broker the job may start
+    is stopped again afterwards, one that was already running is left running."""
+    from sinks.clickhouse import connect, migrate
+
     was_running = stack.broker_pid(settings) is not None
     client = connect(settings.effective_clickhouse_dsn, settings.clickhouse_database)
     try:
         migrate(client)
-        report = run_suite(settings, suite, client, limit)
-    except SuiteError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from exc
+        yield client
     finally:
         client.close()
         if not was_running:
             stack.down(settings)
-    _print_eval(report)
-    raise typer.Exit(0 if report.passed else 1)
 
 
 def _print_eval(report: EvalReport) -> None:
@@ -365,7 +378,6 @@ def shadow_cmd(
     timeout_s: Annotated[float, typer.Option(help="Give up waiting for shadow results after this.")] = 3600,
 ) -> None:
     """Replay a range of tickets through a candidate into shadow topics and compare it with production."""
-    from sinks.clickhouse import connect, migrate
     from streams.ops import Selection, parse_time
     from streams.shadow import ShadowError, run_shadow
 
@@ -375,18 +387,12 @@ def shadow_cmd(
         until=parse_time(until) if until else None,
         event_ids=tuple(event_id or ()),
     )
-    was_running = stack.broker_pid(settings) is not None
-    client = connect(settings.effective_clickhouse_dsn, settings.clickhouse_database)
     try:
-        migrate(client)
-        report = run_shadow(settings, client, selection, model, timeout_s)
+        with _job_stack(settings) as client:
+            report = run_shadow(settings, client, selection, model, timeout_s)
     except ShadowError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from exc
-    finally:
-        client.close()
-        if not was_running:
-            stack.down(settings)
     _print_shadow(report)
 
 

@@ -106,6 +106,24 @@ def cli(
     )
 
 
+def in_subprocess(settings: Settings, module: str, function: str) -> str:
+    """Call ``module.function()`` in a fresh interpreter with ``settings`` as its environment and
+    return what it printed. For work on a chdb path: one process owns a path, and the test process
+    may own another. Fails the test with the child's stderr if the call raised."""
+    from streams import processes
+
+    done = subprocess.run(
+        [sys.executable, "-c", f"from {module} import {function} as f; f()"],
+        env=processes.settings_env(settings),
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def drain_sink(sink: Any, timeout_s: float = 60) -> None:
     """Run a ClickHouseSink until it has no lag left on its topics, then stop it cleanly."""
     from sinks.service import run_until_caught_up

@@ -25,7 +25,7 @@ from sinks.dashboard import Dashboard, build_dashboard, render_html
 from sinks.report import ReportScope
 from streams import processes
 from streams.config import PROJECT_ROOT, Settings
-from tests.conftest import cli, free_port, wait_until
+from tests.conftest import cli, free_port, in_subprocess, wait_until
 from tests.test_report import NOW, ROWS, trace
 
 ROUTES = ("local/minilm", "llm/cheap", "llm/big")
@@ -110,8 +110,8 @@ def test_cost_timeline_adds_up_per_model(dashboard: Dashboard) -> None:
         if r["cost_usd"]:
             expected[r["route"]] += float(r["cost_usd"])
     assert drawn.keys() == expected.keys()  # the free local route draws no cost bar
-    for route, amount in expected.items():
-        assert drawn[route] == pytest.approx(amount, rel=1e-3)
+    for route, total in expected.items():
+        assert drawn[route] == pytest.approx(total, rel=1e-3)
     calls = bar_tips(chart_svg(dashboard, "calls_over_time"))
     assert sum(int(t.rsplit(": ", 1)[1]) for t in calls) == len(in_scope())
 
@@ -203,15 +203,7 @@ def test_charts_render_in_headless_chromium(dashboard: Dashboard, tmp_path: Path
 def test_command_writes_the_page_and_serves_it(base_settings: Settings, tmp_path: Path) -> None:
     settings = base_settings.model_copy(update={"data_dir": tmp_path / "data"})
     settings.data_dir.mkdir(parents=True)
-    seeded = subprocess.run(
-        [sys.executable, "-c", "from tests.test_dashboard import seed_database; seed_database()"],
-        env=processes.settings_env(settings),
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert seeded.returncode == 0, seeded.stderr
+    in_subprocess(settings, "tests.test_dashboard", "seed_database")
 
     written = cli(settings, "dashboard", "--tenant", "acme")
     assert written.returncode == 0, written.stderr

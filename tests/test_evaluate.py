@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import csv
 import re
-import subprocess
-import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,11 +14,10 @@ import pytest
 from gateway.local.training import BANKING77_TRAIN, train
 from sinks.clickhouse import connect
 from sinks.evaluations import Score
-from streams import processes
 from streams.config import PROJECT_ROOT, Settings
 from streams.evaluate import Suite, SuiteError, _judge, load_suite
 from streams.scoring import Metric, classification, extraction, summaries, top1_ece
-from tests.conftest import cli, free_port
+from tests.conftest import cli, free_port, in_subprocess
 
 
 def by_metric(metrics: Sequence[Metric], label: str = "") -> dict[str, float]:
@@ -132,15 +129,7 @@ def test_smoke_suite_gates_through_the_real_pipeline(base_settings: Settings, tm
     assert "FAIL" in refused.stdout
 
     # the queries docs/evaluation.md tells analysts to paste return rows on what these runs stored
-    queried = subprocess.run(
-        [sys.executable, "-c", "from tests.test_evaluate import run_documented_queries as q; q()"],
-        env=processes.settings_env(settings),
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert queried.returncode == 0, queried.stderr
+    in_subprocess(settings, "tests.test_evaluate", "run_documented_queries")
 
 
 def run_documented_queries() -> None:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -18,9 +16,8 @@ import pytest
 
 from sinks.clickhouse import TRACE_COLUMNS, ClickHouseClient, connect, migrate, trace_row
 from sinks.report import ReportScope, build_report
-from streams import processes
-from streams.config import PROJECT_ROOT, Settings
-from tests.conftest import cli
+from streams.config import Settings
+from tests.conftest import cli, in_subprocess
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -138,15 +135,7 @@ def seed_database() -> None:
 def test_report_command_prints_json_and_csv(base_settings: Settings, tmp_path: Path) -> None:
     settings = base_settings.model_copy(update={"data_dir": tmp_path / "data"})
     settings.data_dir.mkdir(parents=True)
-    seeded = subprocess.run(
-        [sys.executable, "-c", "from tests.test_report import seed_database; seed_database()"],
-        env=processes.settings_env(settings),
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert seeded.returncode == 0, seeded.stderr
+    in_subprocess(settings, "tests.test_report", "seed_database")
 
     as_json = cli(settings, "report", "--format", "json", "--tenant", "acme")
     assert as_json.returncode == 0, as_json.stderr

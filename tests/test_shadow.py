@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import csv
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +20,7 @@ from streams.offsets import end_offsets
 from streams.ops import commit_offsets
 from streams.publish import publish, ticket_drafts
 from streams.topics import TICKET_CREATED, TICKET_REVIEW, TICKET_TRIAGED, dlq_topic, retry_topic, shadow_topic
-from tests.conftest import cli, run, wait_until
+from tests.conftest import cli, in_subprocess, run, wait_until
 from tests.test_processed import results_by_cause
 
 TICKETS = 60
@@ -109,13 +107,5 @@ def test_shadow_run_compares_a_candidate_without_touching_production(
     shadow_after = run(end_offsets(bootstrap, [shadow_topic(TICKET_TRIAGED)]))
     assert sum(shadow_after.values()) - sum(shadow_before.values()) == TICKETS
 
-    stored = subprocess.run(
-        [sys.executable, "-c", "from tests.test_shadow import count_shadow_scores as c; c()"],
-        env=processes.settings_env(settings),
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert stored.returncode == 0, stored.stderr
-    assert stored.stdout.strip() == f"{{0: {TICKETS}, 1: 1}}"
+    stored = in_subprocess(settings, "tests.test_shadow", "count_shadow_scores")
+    assert stored.strip() == f"{{0: {TICKETS}, 1: 1}}"
