@@ -74,16 +74,22 @@ def trained_models(base_settings: Settings) -> Path:
     """A real intent head trained on every 5th BANKING77 training row (2,001 rows, all 77 intents)."""
     from gateway.local.training import train
 
-    subset = base_settings.data_dir / "banking77-train-2000.csv"
-    subset.parent.mkdir(parents=True, exist_ok=True)
-    with (PROJECT_ROOT / "infra/datasets/banking77/train.csv").open(newline="", encoding="utf-8") as src:
-        rows = list(csv.DictReader(src))[::5]  # by CSV row: some texts contain newlines
-    with subset.open("w", newline="", encoding="utf-8") as dst:
-        writer = csv.DictWriter(dst, fieldnames=["text", "category"])
-        writer.writeheader()
-        writer.writerows(rows)
+    subset = banking77_train_subset(base_settings.data_dir / "banking77-train-2000.csv", every=5)
     train(base_settings.models_dir, base_settings.intent_model, subset)
     return base_settings.models_dir
+
+
+def banking77_train_subset(path: Path, every: int) -> Path:
+    """Every n-th BANKING77 training row as a CSV of its own: a smaller (n=5) or a deliberately weak
+    (n=40, ~3 examples per intent) training set."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with (PROJECT_ROOT / "infra/datasets/banking77/train.csv").open(newline="", encoding="utf-8") as src:
+        rows = list(csv.DictReader(src))[::every]  # by CSV row: some texts contain newlines
+    with path.open("w", newline="", encoding="utf-8") as dst:
+        writer = csv.DictWriter(dst, fieldnames=["text", "category"])
+        writer.writeheader()
+        writer.writerows({"text": r["text"], "category": r["category"]} for r in rows)
+    return path
 
 
 def run(coro: Any) -> Any:

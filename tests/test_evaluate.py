@@ -3,7 +3,6 @@ through the real pipeline (its own broker, worker, chdb) as CI's quality regress
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -11,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway.local.training import BANKING77_TRAIN, train
+from gateway.local.training import train
 from sinks.clickhouse import connect
 from sinks.evaluations import Score
 from streams.config import PROJECT_ROOT, Settings
 from streams.evaluate import Suite, SuiteError, _judge, load_suite
 from streams.scoring import Metric, classification, extraction, summaries, top1_ece
-from tests.conftest import cli, free_port, in_subprocess
+from tests.conftest import banking77_train_subset, cli, free_port, in_subprocess
 
 
 def by_metric(metrics: Sequence[Metric], label: str = "") -> dict[str, float]:
@@ -106,13 +105,7 @@ def test_smoke_suite_gates_through_the_real_pipeline(base_settings: Settings, tm
     assert passed.returncode == 0, passed.stdout + passed.stderr
     assert "PASS" in passed.stdout and "308/308 events" in passed.stdout
 
-    weak_data = tmp_path / "weak.csv"
-    with BANKING77_TRAIN.open(newline="") as src, weak_data.open("w", newline="") as dst:
-        writer = csv.DictWriter(dst, fieldnames=["text", "category"])
-        writer.writeheader()
-        writer.writerows(
-            {"text": r["text"], "category": r["category"]} for r in list(csv.DictReader(src))[::40]
-        )
+    weak_data = banking77_train_subset(tmp_path / "weak.csv", every=40)
     weak = train(settings.models_dir, "banking77-intent", weak_data)
     refused = cli(
         settings,

@@ -20,7 +20,7 @@ from streams.offsets import end_offsets
 from streams.ops import commit_offsets
 from streams.publish import publish, ticket_drafts
 from streams.topics import TICKET_CREATED, TICKET_REVIEW, TICKET_TRIAGED, dlq_topic, retry_topic, shadow_topic
-from tests.conftest import cli, in_subprocess, run, wait_until
+from tests.conftest import banking77_train_subset, cli, in_subprocess, run, wait_until
 from tests.test_processed import results_by_cause
 
 TICKETS = 60
@@ -78,13 +78,7 @@ def test_shadow_run_compares_a_candidate_without_touching_production(
     finally:
         assert processes.stop(worker.pid, timeout_s=30)
 
-    weak_data = tmp_path / "weak.csv"
-    with BANKING77_TRAIN.open(newline="") as src, weak_data.open("w", newline="") as dst:
-        writer = csv.DictWriter(dst, fieldnames=["text", "category"])
-        writer.writeheader()
-        writer.writerows(
-            {"text": r["text"], "category": r["category"]} for r in list(csv.DictReader(src))[::40]
-        )
+    weak_data = banking77_train_subset(tmp_path / "weak.csv", every=40)
     candidate = train(settings.models_dir, "shadow-candidate", weak_data)
 
     before = run(end_offsets(bootstrap, PRODUCTION_TOPICS))
