@@ -41,6 +41,7 @@ from streams.envelope import FINAL_HEADER, REVIEW_REASONS_HEADER
 __all__ = [
     "DEFAULT_MIGRATIONS_DIR",
     "RESULT_COLUMNS",
+    "TRACE_AVRO_COLUMNS",
     "TRACE_COLUMNS",
     "ClickHouseClient",
     "Migration",
@@ -112,6 +113,14 @@ class ClickHouseClient:
             return
         with self._lock:
             self._client.insert(table, data=rows, column_names=list(column_names))
+
+    def insert_avro(self, table: str, column_names: Sequence[str], container: bytes) -> None:
+        """Insert an Avro object container file (``FORMAT Avro``); ClickHouse decodes it and fills
+        the columns not named from their defaults."""
+        with self._lock:
+            self._client.raw_insert(
+                table, column_names=list(column_names), insert_block=container, fmt="Avro"
+            )
 
     def close(self) -> None:
         """Release the connection; for chdb this lets the process open a different data path. Idempotent."""
@@ -318,6 +327,9 @@ RESULT_COLUMNS: Final[tuple[str, ...]] = (
     "processed_at",
     "ingested_at",
 )
+
+TRACE_AVRO_COLUMNS: Final[tuple[str, ...]] = tuple(c for c in TRACE_COLUMNS if c != "ingested_at")
+"""The trace columns filled straight from an ai.traces.v1 record (same names as its fields)."""
 
 _TRACE_PASSTHROUGH: Final[frozenset[str]] = frozenset(TRACE_COLUMNS) - {
     "attempt",

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,38 @@ def load_schema(name: str, schema_dir: Path = SCHEMA_DIR) -> Any:
     path = schema_dir / f"{SCHEMAS.get(name, name)}.avsc"
     with path.open(encoding="utf-8") as fh:
         return fastavro.parse_schema(json.load(fh))
+
+
+@cache
+def schema_text(name: str, schema_dir: Path = SCHEMA_DIR) -> bytes:
+    """The schema as published (JSON, logical types included), for a container file's header."""
+    return (schema_dir / f"{SCHEMAS.get(name, name)}.avsc").read_bytes()
+
+
+def container_file(schema_name: str, values: Sequence[bytes]) -> bytes:
+    """Schemaless records of ``schema_name`` as one Avro object container file (one block, no codec),
+    without decoding them: what ClickHouse's ``FORMAT Avro`` reads. The block declares its record
+    count and byte size and ends with the sync marker, so a record that is not exactly one record
+    of this schema misaligns the block and the reader rejects the whole file."""
+    sync = os.urandom(16)
+    meta = {b"avro.schema": schema_text(schema_name), b"avro.codec": b"null"}
+    parts = [b"Obj\x01", _zigzag(len(meta))]
+    for key, value in meta.items():
+        parts += [_zigzag(len(key)), key, _zigzag(len(value)), value]
+    body = b"".join(values)
+    parts += [_zigzag(0), sync, _zigzag(len(values)), _zigzag(len(body)), body, sync]
+    return b"".join(parts)
+
+
+def _zigzag(n: int) -> bytes:
+    """Avro's long: zig-zag, then 7-bit groups, low first."""
+    n = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while n & ~0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
 
 
 def encode(schema_name: str, record: dict[str, Any]) -> bytes:

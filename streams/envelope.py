@@ -106,8 +106,9 @@ def header_map(
     return {k: (v or b"").decode("utf-8", "replace") for k, v in items}
 
 
-def decode_event(topic: str, value: bytes | None, headers: Mapping[str, str], max_bytes: int) -> Envelope:
-    """Validate envelope and value together; any problem is an EnvelopeError or CodecError."""
+def check_envelope(topic: str, value: bytes | None, headers: Mapping[str, str], max_bytes: int) -> bytes:
+    """The checks that need no decoding (value present and within the limit, CloudEvents headers,
+    type belongs on the topic); returns the value. ``decode_event`` runs them first."""
     if value is None:
         raise EnvelopeError("empty value (tombstone) on an event topic")
     if len(value) > max_bytes:
@@ -117,6 +118,12 @@ def decode_event(topic: str, value: bytes | None, headers: Mapping[str, str], ma
             raise EnvelopeError(f"missing CloudEvents header {name}")
     if headers["ce_type"] != EVENT_TYPES[topic]:
         raise EnvelopeError(f"ce_type {headers['ce_type']!r} does not belong on {topic}")
+    return value
+
+
+def decode_event(topic: str, value: bytes | None, headers: Mapping[str, str], max_bytes: int) -> Envelope:
+    """Validate envelope and value together; any problem is an EnvelopeError or CodecError."""
+    value = check_envelope(topic, value, headers, max_bytes)
     data = codec.decode(topic, value)
     tenant = str(data.get("tenant_id") or "").strip()
     if not tenant:

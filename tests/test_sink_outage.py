@@ -36,6 +36,12 @@ class SwitchableClient:
             raise ConnectionError("ClickHouse is down (test)")
         self._client.insert(table, rows, columns)
 
+    def insert_avro(self, table: str, columns: Any, container: bytes) -> None:
+        if self.down:
+            self.refused += 1
+            raise ConnectionError("ClickHouse is down (test)")
+        self._client.insert_avro(table, columns, container)
+
 
 def trace(i: int, run_id: str) -> dict[str, Any]:
     return {
