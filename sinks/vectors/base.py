@@ -27,7 +27,8 @@ _POINT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://riverbed.invalid/vect
 _PART_SEPARATOR = "\x1f"
 
 REQUIRED_PAYLOAD_KEYS: tuple[str, ...] = ("tenant_id", "kind", "source_id")
-"""Payload keys every point carries; the stores filter on them and index them."""
+"""Payload keys every point carries; the stores filter on them. The server adapter indexes all
+three; the edge adapter indexes tenant_id and kind and excludes a source itself (see edge.py)."""
 
 
 def point_id(*parts: str) -> str:
