@@ -74,6 +74,7 @@ SHIPPED_MIGRATIONS = [
     "0007_evaluations",
     "0008_views_unpriced_and_tenant",
     "0009_results_review",
+    "0010_traces_ingested_default",
 ]
 
 
@@ -153,15 +154,15 @@ def test_migrations_survive_reopening_the_path(chdb_dsn: str) -> None:
 def test_migrate_applies_only_new_files_in_order(ch: ClickHouseClient, migrations_copy: Path) -> None:
     migrate(ch, migrations_copy)
     second = "CREATE TABLE IF NOT EXISTS {db}.b (x UInt8) ENGINE = Log"
-    (migrations_copy / "0011_second.sql").write_text(second)
-    (migrations_copy / "0010_first.sql").write_text(
+    (migrations_copy / "0091_second.sql").write_text(second)
+    (migrations_copy / "0090_first.sql").write_text(
         "-- two statements; the semicolon in this comment and in the string must not split\n"
         "CREATE TABLE IF NOT EXISTS {db}.a (x String DEFAULT 'a;b') ENGINE = Log;\n"
         "INSERT INTO {db}.a (x) VALUES ('c;d');\n"
     )
     (migrations_copy / "README.md").write_text("not a migration")
 
-    assert migrate(ch, migrations_copy) == ["0010_first", "0011_second"]
+    assert migrate(ch, migrations_copy) == ["0090_first", "0091_second"]
     assert ch.query_rows("SELECT x FROM a") == [("c;d",)]
     assert {"a", "b"} <= tables(ch)
 
@@ -170,7 +171,7 @@ def test_migrate_refuses_an_edited_applied_migration(ch: ClickHouseClient, migra
     migrate(ch, migrations_copy)
     edited = migrations_copy / "0001_traces.sql"
     edited.write_text(edited.read_text() + "\n-- harmless looking edit\n")
-    (migrations_copy / "0010_new.sql").write_text("CREATE TABLE {db}.new_table (x UInt8) ENGINE = Log")
+    (migrations_copy / "0090_new.sql").write_text("CREATE TABLE {db}.new_table (x UInt8) ENGINE = Log")
 
     with pytest.raises(MigrationError, match=r"0001_traces\.sql.*checksum"):
         migrate(ch, migrations_copy)
