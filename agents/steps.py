@@ -7,7 +7,7 @@ explicit routing faust lacks (an exception inside an agent would ack and lose th
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 from agents.deps import WorkflowDeps
@@ -25,7 +25,7 @@ def context_for(item: WorkItem, *, workflow: str, version: str, step: str) -> Ca
         workflow=workflow,
         workflow_version=version,
         step=step,
-        event_time=item.envelope.time.astimezone(UTC) if item.envelope.time else datetime.now(UTC),
+        event_time=item.envelope.time.astimezone(UTC),
         sensitivity=str(data.get("sensitivity", "internal")),
         attempt=item.attempt,
     )

@@ -87,6 +87,8 @@ class _Call:
     traces: list[TraceRecord]
     failed: list[FailedAttempt] = field(default_factory=list)
     seq: int = 0
+    first_route: str | None = None
+    fell_back: bool = False
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
@@ -534,6 +536,10 @@ class Gateway:
         cache_status: str = "miss",
     ) -> AttemptFacts:
         call.seq += 1
+        if call.first_route is None:
+            call.first_route = route.name
+        first_fallback = route.name != call.first_route and not call.fell_back
+        call.fell_back = call.fell_back or first_fallback
         local = provider_config.kind == "local"
         model = (
             self.local.model_for(call.req.task) if local and self.local else route.model
@@ -556,6 +562,7 @@ class Gateway:
             cost_usd=cost,
             cache_status=cache_status,
             error=error,
+            fell_back=first_fallback,
             **self._previews(call.req, reply.output if reply else None),
         )
 

@@ -68,6 +68,9 @@ class AttemptFacts:
     output_preview: str = ""
     redactions: int = 0
     """PII items masked in the two previews (gateway/redact.py)."""
+    fell_back: bool = False
+    """The first call on a route other than the invocation's first: set once per invocation that
+    falls back, so ClickHouse counts fallbacks without grouping calls by event."""
 
 
 def trace_record(ctx: CallContext, task: str, facts: AttemptFacts, price_version: str) -> dict[str, Any]:
@@ -82,6 +85,7 @@ def trace_record(ctx: CallContext, task: str, facts: AttemptFacts, price_version
         "task": task,
         "attempt": ctx.attempt,
         "call_attempt": facts.call_attempt,
+        "fell_back": facts.fell_back,
         "route": facts.route,
         "breaker_state": facts.breaker_state,
         "gen_ai_operation_name": OPERATION_NAMES.get(task, "chat"),
@@ -104,4 +108,5 @@ def trace_record(ctx: CallContext, task: str, facts: AttemptFacts, price_version
         "output_preview": facts.output_preview,
         "redaction_count": facts.redactions,
         "started_at": facts.started_at,
+        "event_time": ctx.event_time,
     }

@@ -280,6 +280,7 @@ TRACE_COLUMNS: Final[tuple[str, ...]] = (
     "task",
     "attempt",
     "call_attempt",
+    "fell_back",
     "route",
     "breaker_state",
     "gen_ai_operation_name",
@@ -302,6 +303,7 @@ TRACE_COLUMNS: Final[tuple[str, ...]] = (
     "output_preview",
     "redaction_count",
     "started_at",
+    "event_time",
     "ingested_at",
 )
 
@@ -334,6 +336,7 @@ TRACE_AVRO_COLUMNS: Final[tuple[str, ...]] = tuple(c for c in TRACE_COLUMNS if c
 _TRACE_PASSTHROUGH: Final[frozenset[str]] = frozenset(TRACE_COLUMNS) - {
     "attempt",
     "call_attempt",
+    "fell_back",
     "route",
     "breaker_state",
     "gen_ai_usage_cache_read_input_tokens",
@@ -348,6 +351,7 @@ _TRACE_PASSTHROUGH: Final[frozenset[str]] = frozenset(TRACE_COLUMNS) - {
     "cost_usd",
     "error_class",
     "started_at",
+    "event_time",
     "ingested_at",
 }
 
@@ -395,6 +399,8 @@ def trace_row(record: Mapping[str, Any], ingested_at: datetime) -> tuple[Any, ..
     values["output_preview"] = str(record.get("output_preview", ""))
     values["redaction_count"] = int(record.get("redaction_count", 0))
     values["started_at"] = _utc(record["started_at"])
+    values["fell_back"] = bool(record.get("fell_back", False))
+    values["event_time"] = _utc(record.get("event_time") or record["started_at"])
     values["ingested_at"] = _utc(ingested_at)
     return tuple(values[name] for name in TRACE_COLUMNS)
 

@@ -121,8 +121,18 @@ def check_envelope(topic: str, value: bytes | None, headers: Mapping[str, str], 
     return value
 
 
-def decode_event(topic: str, value: bytes | None, headers: Mapping[str, str], max_bytes: int) -> Envelope:
-    """Validate envelope and value together; any problem is an EnvelopeError or CodecError."""
+def decode_event(
+    topic: str,
+    value: bytes | None,
+    headers: Mapping[str, str],
+    max_bytes: int,
+    fallback_time: datetime | None = None,
+) -> Envelope:
+    """Validate envelope and value together; any problem is an EnvelopeError or CodecError.
+
+    ``ce_time`` is optional in CloudEvents; without it the event's time is ``fallback_time`` (the
+    worker passes the record's Kafka timestamp, which a redelivery keeps) or, failing that, now.
+    """
     value = check_envelope(topic, value, headers, max_bytes)
     data = codec.decode(topic, value)
     tenant = str(data.get("tenant_id") or "").strip()
@@ -135,16 +145,16 @@ def decode_event(topic: str, value: bytes | None, headers: Mapping[str, str], ma
         id=headers["ce_id"],
         type=headers["ce_type"],
         source=headers["ce_source"],
-        time=_parse_time(headers.get("ce_time")),
+        time=_parse_time(headers.get("ce_time"), fallback_time),
         tenant_id=tenant,
         data=data,
         causation_id=headers.get("ce_causationid"),
     )
 
 
-def _parse_time(raw: str | None) -> datetime:
+def _parse_time(raw: str | None, fallback: datetime | None) -> datetime:
     if not raw:
-        return datetime.now(UTC)
+        return fallback or datetime.now(UTC)
     try:
         return datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError as exc:

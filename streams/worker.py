@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -257,6 +258,13 @@ class WorkerRuntime:
             )
 
 
+def record_time(inbound: InboundEvent) -> datetime | None:
+    """The record's Kafka timestamp: the same on every redelivery of that record."""
+    if inbound.timestamp_ms is None:
+        return None
+    return datetime.fromtimestamp(inbound.timestamp_ms / 1000, UTC)
+
+
 def decode_batch(
     topic: str, batch: Sequence[InboundEvent], max_event_bytes: int
 ) -> tuple[list[WorkItem], BatchOutcome]:
@@ -267,7 +275,9 @@ def decode_batch(
     for inbound in batch:
         headers = env.header_map(inbound.headers)
         try:
-            envelope = env.decode_event(topic, inbound.value, headers, max_event_bytes)
+            envelope = env.decode_event(
+                topic, inbound.value, headers, max_event_bytes, fallback_time=record_time(inbound)
+            )
         except (CodecError, env.EnvelopeError) as exc:
             outcome.failures.append((inbound, StepFailure.from_exception("decode", exc, retryable=False)))
             continue

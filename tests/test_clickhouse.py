@@ -75,6 +75,7 @@ SHIPPED_MIGRATIONS = [
     "0008_views_unpriced_and_tenant",
     "0009_results_review",
     "0010_traces_ingested_default",
+    "0011_traces_by_event_day",
 ]
 
 
@@ -89,6 +90,7 @@ def trace_record(**overrides: Any) -> dict[str, Any]:
         "task": "intent",
         "attempt": 1,
         "call_attempt": 2,
+        "fell_back": True,
         "route": "local/banking77-intent",
         "breaker_state": "half_open",
         "gen_ai_operation_name": "classify",
@@ -111,6 +113,7 @@ def trace_record(**overrides: Any) -> dict[str, Any]:
         "output_preview": "card_payment_not_recognised (0.912)",
         "redaction_count": 1,
         "started_at": NOW - timedelta(minutes=5, microseconds=-123456),
+        "event_time": NOW - timedelta(minutes=6, microseconds=-654321),
     }
     record.update(overrides)
     return record
@@ -165,6 +168,61 @@ def test_migrate_applies_only_new_files_in_order(ch: ClickHouseClient, migration
     assert migrate(ch, migrations_copy) == ["0090_first", "0091_second"]
     assert ch.query_rows("SELECT x FROM a") == [("c;d",)]
     assert {"a", "b"} <= tables(ch)
+
+
+def test_traces_rebuild_keeps_rows_and_derives_the_new_columns(
+    ch: ClickHouseClient, migrations_copy: Path
+) -> None:
+    """0011 moves existing traces to event-day partitions: rows written under 0010 survive (one per
+    trace after FINAL), take started_at as their event time, and get fell_back from their routes."""
+    rebuild = migrations_copy / "0011_traces_by_event_day.sql"
+    rebuild_sql = rebuild.read_text()
+    rebuild.unlink()
+    migrate(ch, migrations_copy)
+    old_columns = [c for c in TRACE_COLUMNS if c not in ("fell_back", "event_time")]
+
+    def old_row(event: str, call: int, route: str, ingested: datetime) -> tuple[Any, ...]:
+        record = trace_record(trace_id=f"{event}-{call}", event_id=event, call_attempt=call, route=route)
+        values = dict(zip(TRACE_COLUMNS, trace_row(record, ingested), strict=True))
+        return tuple(values[c] for c in old_columns)
+
+    rows = [
+        # timeout, retry on the same route, then the fallback answers
+        old_row("e1", 1, "openai/a", NOW),
+        old_row("e1", 2, "openai/a", NOW),
+        old_row("e1", 3, "anthropic/b", NOW),
+        # two hops: only the first one is the invocation's fallback
+        old_row("e2", 1, "openai/a", NOW),
+        old_row("e2", 2, "anthropic/b", NOW),
+        old_row("e2", 3, "local/c", NOW),
+        old_row("e3", 1, "local/c", NOW),
+    ]
+    ch.insert("traces", rows, old_columns)
+    ch.insert("traces", [old_row("e2", 2, "anthropic/b", NOW + timedelta(seconds=1))], old_columns)
+
+    rebuild.write_text(rebuild_sql)
+    assert migrate(ch, migrations_copy) == ["0011_traces_by_event_day"]
+
+    assert "toYYYYMMDD(event_time)" in ch.query_scalar(
+        "SELECT partition_key FROM system.tables WHERE database = {db:String} AND name = 'traces'",
+        {"db": ch.database},
+    )
+    assert "traces_0011" not in tables(ch)
+    got = ch.query_rows(
+        "SELECT trace_id, fell_back, event_time = started_at FROM traces FINAL ORDER BY trace_id"
+    )
+    assert got == [
+        ("e1-1", False, True),
+        ("e1-2", False, True),
+        ("e1-3", True, True),
+        ("e2-1", False, True),
+        ("e2-2", True, True),
+        ("e2-3", False, True),
+        ("e3-1", False, True),
+    ]
+    assert ch.query_scalar("SELECT max(ingested_at) FROM traces WHERE trace_id = 'e2-2'") == NOW + timedelta(
+        seconds=1
+    )
 
 
 def test_migrate_refuses_an_edited_applied_migration(ch: ClickHouseClient, migrations_copy: Path) -> None:

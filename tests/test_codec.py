@@ -51,6 +51,18 @@ def test_ticket_round_trip_through_envelope() -> None:
     assert names["content-type"] == b"application/avro"
 
 
+def test_event_time_is_ce_time_else_the_given_fallback() -> None:
+    """ce_time is optional; without it the worker's fallback (the record's Kafka timestamp, the same
+    on every redelivery) is the event's time, so its traces keep one ClickHouse partition."""
+    value, headers, _ = env.encode_event(TICKET_CREATED, ticket())
+    names = env.header_map(headers)
+    stamped = env.decode_event(TICKET_CREATED, value, names, max_bytes=1 << 20, fallback_time=NOW)
+    assert stamped.time == datetime.fromisoformat(names["ce_time"].replace("Z", "+00:00"))
+    assert stamped.time != NOW
+    bare = {k: v for k, v in names.items() if k != "ce_time"}
+    assert env.decode_event(TICKET_CREATED, value, bare, max_bytes=1 << 20, fallback_time=NOW).time == NOW
+
+
 def test_trace_decimal_cost_and_null_cost_round_trip() -> None:
     record = {
         "trace_id": "x",
@@ -75,6 +87,7 @@ def test_trace_decimal_cost_and_null_cost_round_trip() -> None:
         "status": "ok",
         "error_class": None,
         "started_at": NOW,
+        "event_time": NOW,
     }
     assert codec.decode(AI_TRACES, codec.encode(AI_TRACES, record))["cost_usd"] == Decimal("0.000001234")
     record["cost_usd"] = None

@@ -119,7 +119,38 @@ async def test_retries_then_falls_back_in_order_with_a_trace_per_attempt(
     ]
     assert {t["error_class"] for t in traces[:3]} == {"ProviderUnavailable"}
     assert len({t["trace_id"] for t in traces}) == 4
+    assert [t["fell_back"] for t in traces] == [False, False, False, True]
     assert response.attempts == 4
+    await gateway.aclose()
+
+
+async def test_only_the_first_hop_off_the_first_route_is_marked_as_the_fallback(
+    tmp_path: Path, fake: FakeProvider
+) -> None:
+    """One marked call per invocation that fell back, however many hops: ClickHouse counts
+    fallbacks with countIf(fell_back) instead of grouping every call by event."""
+    fake.set_default(Behaviour(status=500), model="cheap")
+    fake.set_default(Behaviour(status=500), model="mid")
+    tasks = """
+[tasks.draft_reply]
+deadline_s = 10
+routes = [
+  { provider = "fake", model = "cheap", retries = 0 },
+  { provider = "fake", model = "mid", retries = 1 },
+  { provider = "fake", model = "big", retries = 0 },
+]
+"""
+    gateway = make_gateway(tmp_path, fake, tasks)
+    traces: list[dict[str, Any]] = []
+
+    await gateway.complete("draft_reply", "hello", tenant="acme", traces=traces)
+
+    assert [(t["route"], t["fell_back"]) for t in traces] == [
+        ("fake/cheap", False),
+        ("fake/mid", True),
+        ("fake/mid", False),
+        ("fake/big", False),
+    ]
     await gateway.aclose()
 
 

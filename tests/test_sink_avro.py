@@ -35,6 +35,7 @@ def varied_trace(i: int, run_id: str) -> dict[str, Any]:
         "task": "classify_intent",
         "attempt": 1 + i % 2,
         "call_attempt": 1 + i % 3,
+        "fell_back": i % 3 == 1,
         "route": "primary" if i % 4 else "fallback",
         "breaker_state": "closed" if i % 5 else "half_open",
         "gen_ai_operation_name": "chat",
@@ -57,6 +58,7 @@ def varied_trace(i: int, run_id: str) -> dict[str, Any]:
         "output_preview": "lost_or_stolen_card",
         "redaction_count": i % 4,
         "started_at": datetime(2026, 11, 20, 9, 30, tzinfo=UTC) + timedelta(microseconds=123_457 * i),
+        "event_time": datetime(2026, 11, 19, 23, 59, tzinfo=UTC) + timedelta(microseconds=98_765 * i),
     }
 
 

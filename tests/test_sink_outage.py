@@ -67,6 +67,7 @@ def trace(i: int, run_id: str) -> dict[str, Any]:
         "status": "ok",
         "error_class": None,
         "started_at": datetime.now(UTC),
+        "event_time": datetime.now(UTC),
     }
 
 
