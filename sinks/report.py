@@ -2,7 +2,10 @@
 optional tenant: what ran, what it cost and where, how slow, how often caches hit and fallbacks
 fired, what failed, and which events cost most. `riverbed report` renders them; scripts take JSON/CSV.
 
-Every query reads ``traces FINAL`` / ``results FINAL`` so a redelivered row is counted once.
+Every query reads ``traces FINAL`` / ``results FINAL`` so a redelivered row is counted once. Trace
+queries add ``do_not_merge_across_partitions_select_final``: every copy of a trace shares its event
+day's partition (migration 0011), so de-duplicating within partitions is exact, and a compacted
+partition (one part: sinks/compaction.py) is then read without merging at all.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ TRACE_FILTER = (
     "started_at >= {start:DateTime64(6)} AND started_at < {end:DateTime64(6)} "
     "AND ({tenant:String} = '' OR tenant_id = {tenant:String})"
 )
+TRACE_FINAL = "SETTINGS do_not_merge_across_partitions_select_final = 1"
+"""Appended to every query over ``traces FINAL``."""
 RESULT_FILTER = (
     "processed_at >= {start:DateTime64(6)} AND processed_at < {end:DateTime64(6)} "
     "AND ({tenant:String} = '' OR tenant_id = {tenant:String})"
@@ -41,7 +46,7 @@ SECTIONS: dict[str, Section] = {
         f"sum(gen_ai_usage_output_tokens) AS output_tokens, sum(cost_usd) AS total_cost_usd, "
         f"countIf(cost_usd IS NULL AND status = 'ok') AS unpriced_calls "
         f"FROM traces FINAL WHERE {TRACE_FILTER} GROUP BY tenant_id, task, route "
-        f"ORDER BY total_cost_usd DESC, calls DESC",
+        f"ORDER BY total_cost_usd DESC, calls DESC {TRACE_FINAL}",
     ),
     "latency": Section(
         "Latency by step and model (ms)",
@@ -49,33 +54,39 @@ SECTIONS: dict[str, Section] = {
         f"round(quantile(0.5)(latency_ms), 2) AS p50, round(quantile(0.95)(latency_ms), 2) AS p95, "
         f"round(quantile(0.99)(latency_ms), 2) AS p99 "
         f"FROM traces FINAL WHERE {TRACE_FILTER} AND status = 'ok' "
-        f"GROUP BY workflow, step, route ORDER BY workflow, step, route",
+        f"GROUP BY workflow, step, route ORDER BY workflow, step, route {TRACE_FINAL}",
     ),
     "cache": Section(
         "Cache hit rate by task",
         f"SELECT task, count() AS calls, countIf(cache_status != 'miss') AS reused, "
         f"round(countIf(cache_status != 'miss') / count(), 4) AS hit_rate "
-        f"FROM traces FINAL WHERE {TRACE_FILTER} GROUP BY task ORDER BY task",
+        f"FROM traces FINAL WHERE {TRACE_FILTER} GROUP BY task ORDER BY task {TRACE_FINAL}",
     ),
+    # One gateway invocation (event, step, delivery attempt) numbers its calls from 1, and marks the
+    # first call on a route other than its first one (fell_back): so invocations, retried ones (more
+    # than one call) and fallen-back ones are plain counts, no grouping by event.
     "fallbacks": Section(
         "Retries and fallbacks by task",
-        f"SELECT task, count() AS calls, countIf(attempts > 1) AS retried, countIf(routes > 1) AS fell_back, "
-        f"round(countIf(routes > 1) / count(), 4) AS fallback_rate FROM ("
-        f" SELECT task, event_id, step, attempt, max(call_attempt) AS attempts, uniqExact(route) AS routes"
-        f" FROM traces FINAL WHERE {TRACE_FILTER} GROUP BY task, event_id, step, attempt"
-        f") GROUP BY task ORDER BY task",
+        f"SELECT task, countIf(call_attempt = 1) AS calls, countIf(call_attempt = 2) AS retried, "
+        f"countIf(fell_back) AS fell_back, round(fell_back / calls, 4) AS fallback_rate "
+        f"FROM traces FINAL WHERE {TRACE_FILTER} GROUP BY task HAVING calls > 0 ORDER BY task {TRACE_FINAL}",
     ),
     "errors": Section(
         "Errors by class",
         f"SELECT task, error_class, count() AS attempts, any(error_message) AS example "
         f"FROM traces FINAL WHERE {TRACE_FILTER} AND status = 'error' "
-        f"GROUP BY task, error_class ORDER BY attempts DESC",
+        f"GROUP BY task, error_class ORDER BY attempts DESC {TRACE_FINAL}",
     ),
+    # Only priced calls can make an event expensive: the ten are picked among those (a fraction of the
+    # traces), then counted over all their calls.
     "top_cost_events": Section(
         "Most expensive events",
         f"SELECT event_id, tenant_id, workflow, count() AS calls, sum(cost_usd) AS total_cost_usd "
-        f"FROM traces FINAL WHERE {TRACE_FILTER} GROUP BY event_id, tenant_id, workflow "
-        f"HAVING total_cost_usd > 0 ORDER BY total_cost_usd DESC LIMIT 10",
+        f"FROM traces FINAL WHERE {TRACE_FILTER} AND event_id IN ("
+        f" SELECT event_id FROM traces FINAL WHERE {TRACE_FILTER} AND cost_usd > 0"
+        f" GROUP BY event_id ORDER BY sum(cost_usd) DESC, event_id LIMIT 10"
+        f") GROUP BY event_id, tenant_id, workflow "
+        f"ORDER BY total_cost_usd DESC, event_id {TRACE_FINAL}",
     ),
 }
 

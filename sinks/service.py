@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from sinks.clickhouse import (
     result_row,
     trace_row,
 )
+from sinks.compaction import compact_closed_days
 from streams import envelope as env
 from streams.codec import CodecError, container_file, decode
 from streams.config import Settings
@@ -55,6 +57,7 @@ class SinkStats:
     flushes: int = 0
     insert_failures: int = 0
     paused: bool = False
+    compacted_partitions: int = 0
 
 
 class DataRejected(Exception):
@@ -82,6 +85,7 @@ class ClickHouseSink:
         self._stopping = asyncio.Event()
         self._flush_lock = asyncio.Lock()
         self._in_flight = 0
+        self._compacted_at = time.monotonic()
 
     @property
     def group_id(self) -> str:
@@ -110,6 +114,8 @@ class ClickHouseSink:
                     self._buffer(records)
                 if self._traces.due() or self._results.due():
                     await self.flush()
+                if self._compaction_due():
+                    await self.compact()
             await self.flush()
         finally:
             with contextlib.suppress(Exception):
@@ -117,6 +123,23 @@ class ClickHouseSink:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def _compaction_due(self) -> bool:
+        interval = self._settings.trace_compaction_interval_s
+        return interval > 0 and time.monotonic() - self._compacted_at >= interval
+
+    async def compact(self) -> None:
+        """One pass merging closed days of traces (sinks/compaction.py). A failure is logged and waits
+        for the next pass: compaction only makes reads cheaper, no row depends on it."""
+        self._compacted_at = time.monotonic()
+        try:
+            done = await asyncio.to_thread(compact_closed_days, self._client)
+        except (DatabaseError, OperationalError, OSError) as exc:
+            log.warning("trace_compaction_failed", error=repr(exc))
+            return
+        self.stats.compacted_partitions += len(done)
+        for item in done:
+            log.info("trace_day_compacted", partition=item.partition, parts=item.parts, rows=item.rows)
 
     def _buffer(self, records: Sequence[Any]) -> None:
         now = datetime.now(UTC)

@@ -274,6 +274,31 @@ def migrate_cmd() -> None:
         console.print(f"retention: {statement}")
 
 
+@app.command("compact")
+def compact_cmd(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list the days that need it.")] = False,
+) -> None:
+    """Merge each closed day of traces into one part, as the sink does every
+    trace_compaction_interval_s: FINAL reads then skip those days' merging (sinks/compaction.py)."""
+    from datetime import UTC, datetime
+
+    from sinks.clickhouse import connect
+    from sinks.compaction import closed_partitions, compact_closed_days
+
+    settings = _settings()
+    client = connect(settings.effective_clickhouse_dsn, settings.clickhouse_database)
+    try:
+        now = datetime.now(UTC)
+        done = closed_partitions(client, now) if dry_run else compact_closed_days(client, now)
+    finally:
+        client.close()
+    verb = "would compact" if dry_run else "compacted"
+    if not done:
+        console.print("every closed day of traces is already one part")
+    for item in done:
+        console.print(f"{verb} {item.partition}: {item.parts} parts, {item.rows:,} rows")
+
+
 @app.command()
 def train(
     data: Annotated[Path, typer.Option(help="Labelled CSV or JSONL.")] = Path(

@@ -120,6 +120,12 @@ class Settings(BaseSettings):
         default=0.5, gt=0, description="First wait after a failed ClickHouse insert; doubles per failure."
     )
     sink_retry_cap_s: float = Field(default=30.0, gt=0, description="Longest wait between insert retries.")
+    trace_compaction_interval_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="Seconds between the sink's passes merging each closed day of traces into one part "
+        "(sinks/compaction.py), which keeps FINAL reads cheap; 0 turns the passes off.",
+    )
     intent_model: str = Field(
         default="banking77-intent",
         description="Classifier artifact: a name (its newest version) or name@vN (exactly that version).",

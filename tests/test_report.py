@@ -66,7 +66,8 @@ ROWS = [
         gen_ai_usage_output_tokens=0,
         latency_ms=5000.0,
     ),
-    trace("e1", "acme", "llm/big", 2, cost_usd=Decimal("0.002"), latency_ms=100.0),
+    # the gateway marks the first call on a route other than the first (gateway/tracing.py)
+    trace("e1", "acme", "llm/big", 2, fell_back=True, cost_usd=Decimal("0.002"), latency_ms=100.0),
     trace("e2", "acme", "llm/cheap", 1),
     trace("e3", "globex", "llm/cheap", 1, cache_status="hit", cost_usd=Decimal(0), latency_ms=0.02),
     trace("old", "acme", "llm/cheap", 1, started_at=NOW - timedelta(days=30), cost_usd=Decimal("9")),
