@@ -57,6 +57,7 @@ class SinkStats:
     flushes: int = 0
     insert_failures: int = 0
     paused: bool = False
+    compaction_passes: int = 0
     compacted_partitions: int = 0
 
 
@@ -132,6 +133,7 @@ class ClickHouseSink:
         """One pass merging closed days of traces (sinks/compaction.py). A failure is logged and waits
         for the next pass: compaction only makes reads cheaper, no row depends on it."""
         self._compacted_at = time.monotonic()
+        self.stats.compaction_passes += 1
         try:
             done = await asyncio.to_thread(compact_closed_days, self._client)
         except (DatabaseError, OperationalError, OSError) as exc:

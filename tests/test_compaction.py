@@ -4,6 +4,7 @@ one part each while the open day is left alone."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,6 +15,9 @@ import pytest
 from sinks.clickhouse import TRACE_COLUMNS, ClickHouseClient, connect, migrate, trace_row
 from sinks.compaction import closed_partitions, compact_closed_days
 from sinks.report import TRACE_FINAL
+from sinks.service import ClickHouseSink
+from streams.config import Settings
+from tests.conftest import wait_until
 from tests.test_clickhouse import trace_record
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -110,3 +114,33 @@ def test_a_day_is_closed_only_an_hour_after_its_midnight(traces_db: ClickHouseCl
     assert [c.partition for c in closed_partitions(traces_db, midnight + timedelta(hours=1))] == [
         day_id(yesterday)
     ]
+
+
+def test_the_running_sink_compacts_closed_days_every_interval(broker: Settings) -> None:
+    settings = broker.model_copy(
+        update={"app_id": "riverbed-compaction-sink", "trace_compaction_interval_s": 0.2}
+    )
+    closed = datetime.now(UTC) - timedelta(days=2)
+    with connect(settings.effective_clickhouse_dsn, "riverbed_compaction_sink") as client:
+        migrate(client)
+        for trace_id in ("p", "q", "r"):
+            insert(client, trace_record(trace_id=trace_id, event_time=closed, started_at=closed))
+
+        async def run_sink() -> ClickHouseSink:
+            sink = ClickHouseSink(settings, client)
+            task = asyncio.create_task(sink.run())
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 60
+            while sink.stats.compaction_passes < 2 and loop.time() < deadline and not task.done():
+                await asyncio.sleep(0.05)
+            sink.stop()
+            await asyncio.wait_for(task, 30)
+            return sink
+
+        sink = asyncio.run(run_sink())
+
+        assert sink.stats.compaction_passes >= 2  # a pass per interval, from the sink's own loop
+        # one merged part for the closed day (the sink's pass, or a background merge that beat it)
+        wait_until(lambda: parts(client)[day_id(closed)][0] == 1, 30, "the closed day in one part")
+        assert parts(client)[day_id(closed)][1] > 0
+        assert closed_partitions(client, datetime.now(UTC)) == []
