@@ -76,6 +76,7 @@ SHIPPED_MIGRATIONS = [
     "0009_results_review",
     "0010_traces_ingested_default",
     "0011_traces_by_event_day",
+    "0012_views_partition_local_final",
 ]
 
 

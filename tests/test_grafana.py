@@ -104,7 +104,8 @@ def failed(error_class: str, **extra: Any) -> dict[str, Any]:
 TRACES = [
     # e1 (acme): a timeout on the cheap route, then the fallback answers
     trace("e1", "acme", "llm/cheap", 1, 10, **failed("ProviderTimeout")),
-    trace("e1", "acme", "llm/big", 2, 10, cost_usd=Decimal("0.002"), latency_ms=100.0),
+    # (the gateway marks the first call off the first route: gateway/tracing.py)
+    trace("e1", "acme", "llm/big", 2, 10, fell_back=True, cost_usd=Decimal("0.002"), latency_ms=100.0),
     trace("e2", "acme", "llm/cheap", 1, 180),
     # e3 (globex): answered from the cache, free
     trace("e3", "globex", "llm/cheap", 1, 180, cache_status="hit", cost_usd=Decimal(0), latency_ms=0.02),
@@ -114,7 +115,7 @@ TRACES = [
     ),
     # e5 (acme): the cheap route's breaker is open, the big one answers
     trace("e5", "acme", "llm/cheap", 1, 60 * 24 * 2, breaker_state="open", **failed("BreakerOpen")),
-    trace("e5", "acme", "llm/big", 2, 60 * 24 * 2, cost_usd=Decimal("0.004")),
+    trace("e5", "acme", "llm/big", 2, 60 * 24 * 2, fell_back=True, cost_usd=Decimal("0.004")),
     # a tenant id a naive '${tenant}' would break the SQL on
     trace("e6", "o'reilly", "llm/cheap", 1, 30, cost_usd=Decimal("0.0005")),
     # outside the default range: must not count
