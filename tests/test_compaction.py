@@ -17,7 +17,7 @@ from sinks.compaction import closed_partitions, compact_closed_days
 from sinks.report import TRACE_FINAL
 from sinks.service import ClickHouseSink
 from streams.config import Settings
-from tests.conftest import wait_until
+from tests.conftest import cli, in_subprocess, wait_until
 from tests.test_clickhouse import trace_record
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -144,3 +144,40 @@ def test_the_running_sink_compacts_closed_days_every_interval(broker: Settings) 
         wait_until(lambda: parts(client)[day_id(closed)][0] == 1, 30, "the closed day in one part")
         assert parts(client)[day_id(closed)][1] > 0
         assert closed_partitions(client, datetime.now(UTC)) == []
+
+
+def seed_closed_day() -> None:
+    """In a child process: two parts in a closed day of the configured database."""
+    from streams.config import get_settings
+
+    settings = get_settings()
+    with connect(settings.effective_clickhouse_dsn, settings.clickhouse_database) as client:
+        migrate(client)
+        client.command("SYSTEM STOP MERGES traces")
+        closed = datetime.now(UTC) - timedelta(days=3)
+        for trace_id in ("m", "n"):
+            insert(client, trace_record(trace_id=trace_id, event_time=closed, started_at=closed))
+
+
+def print_parts() -> None:
+    from streams.config import get_settings
+
+    settings = get_settings()
+    with connect(settings.effective_clickhouse_dsn, settings.clickhouse_database) as client:
+        print(parts(client))
+
+
+def test_compact_command_merges_closed_days(base_settings: Settings, tmp_path: Path) -> None:
+    settings = base_settings.model_copy(update={"data_dir": tmp_path / "data"})
+    settings.data_dir.mkdir(parents=True)
+    in_subprocess(settings, "tests.test_compaction", "seed_closed_day")
+    day = day_id(datetime.now(UTC) - timedelta(days=3))
+
+    done = cli(settings, "compact")
+
+    assert done.returncode == 0, done.stderr
+    # a background merge may have beaten the command to it; either way the day ends up one part
+    assert f"compacted {day}: 2 parts" in done.stdout or "already one part" in done.stdout, done.stdout
+    assert f"'{day}': (1, " in in_subprocess(settings, "tests.test_compaction", "print_parts")
+    again = cli(settings, "compact", "--dry-run")
+    assert again.returncode == 0 and "already one part" in again.stdout, again.stdout
