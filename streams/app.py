@@ -12,6 +12,8 @@ import asyncio
 import functools
 import itertools
 import os
+import time
+from collections import Counter
 from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +26,7 @@ from agents.routing import due_at
 from streams import envelope as env
 from streams.config import Settings
 from streams.inflight import InFlightBatches, Turn
+from streams.stall import PartitionState, StallWatch
 from streams.topics import DOCUMENT_UPLOADED, TICKET_CREATED, retry_topic, shadow_topic
 from streams.worker import Send, WorkerRuntime
 
@@ -94,12 +97,51 @@ def create_app(settings: Settings) -> faust.App:
     for topic_name, batch_size in consumed_topics(settings):
         register(topic_name, batch_size)
 
+    reseek_stalled_partitions(app, settings)
+
     @app.on_before_shutdown.connect  # type: ignore[misc, arg-type]
     def _close(app: faust.App, **kwargs: Any) -> None:
         if "rt" in holder:
             holder["rt"].deps.vectors.close()
 
     return app
+
+
+def reseek_stalled_partitions(app: faust.App, settings: Settings) -> None:
+    """A timer that reads a stalled input partition again from its commit (streams/stall.py)."""
+    if settings.stall_reseek_s <= 0:
+        return
+    watch = StallWatch(settings.stall_reseek_s)
+    inputs = {name for name, _ in consumed_topics(settings)}
+
+    @app.timer(max(1.0, settings.stall_reseek_s / 4))  # type: ignore[untyped-decorator]
+    async def reseek() -> None:
+        consumer = app.consumer
+        for state in watch.stalled(partition_states(consumer, inputs), time.monotonic()):
+            if state.committed is None:
+                continue
+            log.warning(
+                "partition_stalled_reseeking",
+                topic=state.partition.topic,
+                partition=state.partition.partition,
+                committed=state.committed,
+                end=state.end,
+                idle_s=settings.stall_reseek_s,
+            )
+            await consumer.seek(state.partition, state.committed)
+
+
+def partition_states(consumer: Any, topics: set[str]) -> list[PartitionState]:
+    """What StallWatch needs, per assigned input partition. Faust keeps the committed offsets and
+    the messages not yet acknowledged (fetched, buffered or in a batch) in private attributes; the
+    pin on faust-streaming (<0.16) keeps them where they are read here."""
+    committed: dict[Any, int] = getattr(consumer, "_committed_offset", {})
+    unacked = Counter(message.tp for message in list(getattr(consumer, "_unacked_messages", ())))
+    return [
+        PartitionState(tp, committed.get(tp), consumer.highwater(tp), unacked[tp])
+        for tp in consumer.assignment()
+        if tp.topic in topics
+    ]
 
 
 def consumed_topics(settings: Settings) -> list[tuple[str, int]]:

@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     shutdown_drain_s: float = Field(
         default=60.0, gt=0, description="On SIGTERM, how long the in-flight batch may take to finish."
     )
+    stall_reseek_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="A partition with lag, no event in the worker's hands and a commit that has not "
+        "moved for this long is read again from its commit (streams/stall.py); 0 turns it off.",
+    )
     worker_inflight_batches: int = Field(
         default=2,
         ge=1,
