@@ -73,20 +73,23 @@ SELECT trace_id, event_id, tenant_id, workflow, workflow_version, step, task, at
        gen_ai_usage_input_tokens, gen_ai_usage_output_tokens, gen_ai_usage_cache_read_input_tokens,
        gen_ai_usage_cache_creation_input_tokens, prompt_version, latency_ms, cost_usd, price_version, cache_status,
        status, error_class, error_message, input_preview, output_preview, redaction_count, started_at, ingested_at,
-       NOT on_first_route
-           AND row_number() OVER (
-               PARTITION BY event_id, workflow_version, step, attempt, on_first_route ORDER BY call_attempt
-           ) = 1 AS fell_back,
+       trace_id IN (
+           -- the first call off the first route, per invocation that made more than one call (few:
+           -- only those are grouped, so the rebuild needs no sort of the whole table)
+           SELECT arrayFirst(c -> c.2 != calls[1].2, calls).3 AS first_fallback
+           FROM
+           (
+               SELECT arraySort(c -> c.1, groupArray((call_attempt, route, trace_id))) AS calls
+               FROM {db}.traces FINAL
+               WHERE (event_id, workflow_version, step, attempt) IN (
+                   SELECT event_id, workflow_version, step, attempt FROM {db}.traces WHERE call_attempt > 1
+               )
+               GROUP BY event_id, workflow_version, step, attempt
+           )
+           WHERE first_fallback != ''
+       ) AS fell_back,
        started_at AS event_time
-FROM
-(
-    SELECT *,
-           first_value(route) OVER (
-               PARTITION BY event_id, workflow_version, step, attempt ORDER BY call_attempt
-           ) AS first_route,
-           route = first_route AS on_first_route
-    FROM {db}.traces FINAL
-);
+FROM {db}.traces FINAL;
 
 EXCHANGE TABLES {db}.traces AND {db}.traces_0011;
 
