@@ -48,11 +48,15 @@ def closed_partitions(client: ClickHouseClient, now: datetime, table: str = "tra
 
 
 def compact_closed_days(
-    client: ClickHouseClient, now: datetime | None = None, table: str = "traces"
+    client: ClickHouseClient, now: datetime | None = None, table: str = "traces", limit: int | None = None
 ) -> list[Compaction]:
     """Merge each closed day of ``table`` that needs it into one part (``OPTIMIZE ... FINAL``, which
-    also drops the replaced copies of redelivered traces); returns what was compacted."""
+    also drops the replaced copies of redelivered traces); returns what was compacted. With a
+    ``limit``, only that many days, the most recent first (the ones read most): the sink bounds
+    each pass so a backlog of days (after migration 0011, say) does not hold its inserts for long."""
     todo = closed_partitions(client, now or datetime.now(UTC), table)
+    if limit is not None:
+        todo = todo[::-1][:limit]
     for item in todo:
         client.command(f"OPTIMIZE TABLE `{client.database}`.`{table}` PARTITION ID '{item.partition}' FINAL")
     return todo

@@ -46,6 +46,8 @@ from streams.topics import AI_TRACES, RESULT_TOPICS
 log = structlog.get_logger(__name__)
 SINK_GROUP_SUFFIX = "clickhouse-sink"
 SINK_MAX_BYTES = 64 * 1024 * 1024
+COMPACTIONS_PER_PASS = 4
+"""Closed days of traces merged per compaction pass at most; the sink inserts nothing meanwhile."""
 MAX_POLL_INTERVAL_MS = 60 * 60 * 1000
 """How long the sink may go without fetching (it stops fetching while ClickHouse is down)."""
 
@@ -135,7 +137,7 @@ class ClickHouseSink:
         self._compacted_at = time.monotonic()
         self.stats.compaction_passes += 1
         try:
-            done = await asyncio.to_thread(compact_closed_days, self._client)
+            done = await asyncio.to_thread(compact_closed_days, self._client, limit=COMPACTIONS_PER_PASS)
         except (DatabaseError, OperationalError, OSError) as exc:
             log.warning("trace_compaction_failed", error=repr(exc))
             return
