@@ -128,7 +128,10 @@ def reseek_stalled_partitions(app: faust.App, settings: Settings) -> None:
                 end=state.end,
                 idle_s=settings.stall_reseek_s,
             )
-            await consumer.seek(state.partition, state.committed)
+            try:
+                await consumer.seek(state.partition, state.committed)
+            except Exception as exc:  # a rebalance took the partition meanwhile: the next check sees
+                log.warning("partition_reseek_failed", partition=str(state.partition), error=repr(exc))
 
 
 def partition_states(consumer: Any, topics: set[str]) -> list[PartitionState]:
