@@ -130,7 +130,8 @@ def reseek_stalled_partitions(app: faust.App, settings: Settings) -> None:
             )
             try:
                 await consumer.seek(state.partition, state.committed)
-            except Exception as exc:  # a rebalance took the partition meanwhile: the next check sees
+            except Exception as exc:
+                # e.g. a rebalance took the partition meanwhile; raised here it would stop the timer
                 log.warning("partition_reseek_failed", partition=str(state.partition), error=repr(exc))
 
 
