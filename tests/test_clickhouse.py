@@ -204,10 +204,13 @@ def test_traces_rebuild_keeps_rows_and_derives_the_new_columns(
     rebuild.write_text(rebuild_sql)
     assert migrate(ch, migrations_copy) == ["0011_traces_by_event_day"]
 
-    assert "toYYYYMMDD(event_time)" in ch.query_scalar(
-        "SELECT partition_key FROM system.tables WHERE database = {db:String} AND name = 'traces'",
+    partition_key, sorting_key = ch.query_rows(
+        "SELECT partition_key, sorting_key FROM system.tables "
+        "WHERE database = {db:String} AND name = 'traces'",
         {"db": ch.database},
-    )
+    )[0]
+    assert partition_key == "toYYYYMMDD(event_time)"
+    assert sorting_key.startswith("tenant_id, toStartOfHour(event_time)")
     assert "traces_0011" not in tables(ch)
     got = ch.query_rows(
         "SELECT trace_id, fell_back, event_time = started_at FROM traces FINAL ORDER BY trace_id"
