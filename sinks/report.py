@@ -64,11 +64,12 @@ SECTIONS: dict[str, Section] = {
     ),
     # One gateway invocation (event, step, delivery attempt) numbers its calls from 1, and marks the
     # first call on a route other than its first one (fell_back): so invocations, retried ones (more
-    # than one call) and fallen-back ones are plain counts, no grouping by event.
+    # than one call) and fallen-back ones are plain counts, no grouping by event. The column is named
+    # through its table so that the alias of the same name cannot shadow it.
     "fallbacks": Section(
         "Retries and fallbacks by task",
         f"SELECT task, countIf(call_attempt = 1) AS calls, countIf(call_attempt = 2) AS retried, "
-        f"countIf(fell_back) AS fell_back, round(fell_back / calls, 4) AS fallback_rate "
+        f"countIf(traces.fell_back) AS fell_back, round(fell_back / calls, 4) AS fallback_rate "
         f"FROM traces FINAL WHERE {TRACE_FILTER} GROUP BY task HAVING calls > 0 ORDER BY task {TRACE_FINAL}",
     ),
     "errors": Section(
