@@ -10,8 +10,11 @@
 * rate_limit_utilization and surfaced_429s — a second fake provider limited to R requests/min and
   answering in 250 ms gets a burst at 3x its limit for --burst-s seconds; the gateway's limiter
   (R x 0.99) queues it, 429s that still happen are retried after Retry-After.
+* wire (no FIGURE) — CPU of this process per provider call through each wire client of
+  gateway/providers/http.py (httpx, aiohttp) with 64 calls in flight: what the ``transport`` choice
+  costs a worker; median of 3 interleaved rounds of --calls calls each.
 
-    python bench/gateway.py [--calls 2000] [--burst-s 60] [--rpm 1200]
+    python bench/gateway.py [--calls 2000] [--burst-s 60] [--rpm 1200] [--only overhead|cache|rate|wire]
 """
 
 from __future__ import annotations
@@ -36,8 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import figure, free_port
 from gateway.errors import GatewayError
 from gateway.gateway import Gateway
-from gateway.policy import PolicyStore
+from gateway.policy import PolicyStore, ProviderConfig
 from gateway.pricing import load_prices
+from gateway.providers.http import JsonClient, make_client
 
 MODEL = "bench-model"
 WORK_DIR: str | None = None
@@ -247,6 +251,36 @@ async def rate_limited_burst(url: str, rpm: int, burst_s: float) -> None:
     await gateway.aclose()
 
 
+async def wire_cpu(url: str, calls: int) -> None:
+    message = {"role": "user", "content": "where is my card?"}
+    payload = {"model": MODEL, "messages": [message], "max_tokens": 16}
+    clients = {
+        kind: make_client(ProviderConfig(kind="openai", base_url=f"{url}/v1", transport=kind), {})
+        for kind in ("httpx", "aiohttp")
+    }
+    per_call: dict[str, list[float]] = {kind: [] for kind in clients}
+    try:
+        for round_no in range(4):  # round 0 warms connections and imports, and is not counted
+            for kind, client in clients.items():
+                gate = asyncio.Semaphore(64)
+
+                async def one(client: JsonClient = client, gate: asyncio.Semaphore = gate) -> None:
+                    async with gate:
+                        await client.post_json("chat/completions", payload, 30)
+
+                cpu0 = time.process_time()
+                await asyncio.gather(*(one() for _ in range(calls)))
+                if round_no:
+                    per_call[kind].append((time.process_time() - cpu0) / calls)
+    finally:
+        for client in clients.values():
+            await client.aclose()
+    medians = {kind: statistics.median(v) * 1e6 for kind, v in per_call.items()}
+    for kind, us in medians.items():
+        print(f"wire client {kind:8s} {us:6.0f} µs of CPU per call (median of 3 rounds of {calls})")
+    print(f"httpx / aiohttp CPU per call: {medians['httpx'] / medians['aiohttp']:.2f}x")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -254,7 +288,7 @@ async def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--burst-s", type=float, default=60.0)
     parser.add_argument("--rpm", type=int, default=1200)
-    parser.add_argument("--only", choices=["overhead", "cache", "rate"], help="run one part only")
+    parser.add_argument("--only", choices=["overhead", "cache", "rate", "wire"], help="run one part only")
     args = parser.parse_args()
     global WORK_DIR
     with tempfile.TemporaryDirectory(prefix="riverbed-bench-gw-") as work:
@@ -268,6 +302,8 @@ async def run_parts(args: argparse.Namespace) -> None:
             await overhead_and_throughput(url, args.calls)
         if args.only in (None, "cache"):
             await cache_hits(url, args.calls)
+        if args.only in (None, "wire"):
+            await wire_cpu(url, args.calls)
     if args.only in (None, "rate"):
         with fake_provider("--latency-ms", "250", "--rpm", str(args.rpm)) as url:
             await rate_limited_burst(url, args.rpm, args.burst_s)

@@ -7,7 +7,8 @@ from typing import Any
 
 from gateway.errors import AttemptError, MalformedResponse
 from gateway.policy import ProviderConfig, Route
-from gateway.providers.base import Message, Reply, Secrets, Usage, make_client, post_json, usage_int
+from gateway.providers.base import Message, Reply, Secrets, Usage, usage_int
+from gateway.providers.http import make_client
 
 API_VERSION = "2023-06-01"
 
@@ -44,7 +45,7 @@ class AnthropicProvider:
             payload["system"] = system
         if route.temperature is not None:
             payload["temperature"] = route.temperature
-        body = await post_json(self._client, "/v1/messages", payload, timeout_s)
+        body = await self._client.post_json("/v1/messages", payload, timeout_s)
         try:
             text = "".join(b["text"] for b in body["content"] if b.get("type") == "text")
             usage = body["usage"]

@@ -1,21 +1,20 @@
-"""What every HTTP provider shares: the reply shape, one shared connection pool per provider, keys
-from the environment or a secrets file, and the one function that turns an HTTP failure into the
-gateway's error model (gateway/errors.py).
+"""What every HTTP provider shares: the reply shape, keys from the environment or a secrets file,
+and the one function that turns an HTTP failure into the gateway's error model (gateway/errors.py).
+The wire clients themselves are in gateway/providers/http.py.
 """
 
 from __future__ import annotations
 
 import email.utils
+import json
 import os
 import time
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import httpx
-from httpx_aiohttp import AiohttpTransport
 from pydantic import SecretStr
 
 from gateway.errors import (
@@ -24,7 +23,6 @@ from gateway.errors import (
     ContentRejected,
     ContextOverflow,
     MalformedResponse,
-    ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
 )
@@ -99,39 +97,9 @@ class Secrets:
         return SecretStr(value) if value else self._file.get(name)
 
 
-def make_client(config: ProviderConfig, headers: dict[str, str]) -> httpx.AsyncClient:
-    """One pool per provider, shared by every route and task.
-
-    The transport is chosen per provider (``transport``): httpx's own with HTTP/2 negotiated by ALPN
-    for TLS endpoints (hosted providers serve h2), or aiohttp's HTTP/1.1 keep-alive pool under the
-    same httpx API (httpx-aiohttp) for plain-HTTP servers next to us (vLLM, Ollama, TEI), where h2c is
-    never negotiated anyway and httpx's pure-Python HTTP/1.1 costs ~2.6 ms of CPU per request against
-    ~0.4 ms (scratch measurement in the closing note of issue 3). ``auto`` picks by URL scheme.
-    """
-    limits = httpx.Limits(
-        max_connections=config.max_connections, max_keepalive_connections=config.max_connections
-    )
-    use_aiohttp = config.transport == "aiohttp" or (
-        config.transport == "auto" and config.base_url.startswith("http://")
-    )
-    if use_aiohttp:
-        return httpx.AsyncClient(
-            base_url=config.base_url,
-            headers=headers,
-            transport=AiohttpTransport(limits=limits),
-            timeout=httpx.Timeout(config.timeout_s),
-        )
-    return httpx.AsyncClient(
-        base_url=config.base_url,
-        headers=headers,
-        http2=True,
-        limits=limits,
-        timeout=httpx.Timeout(config.timeout_s),
-    )
-
-
-def retry_after_s(headers: httpx.Headers) -> float | None:
-    """Seconds the server asked us to wait: ``retry-after-ms``, else ``retry-after`` (seconds or date)."""
+def retry_after_s(headers: Mapping[str, str]) -> float | None:
+    """Seconds the server asked us to wait: ``retry-after-ms``, else ``retry-after`` (seconds or date).
+    ``headers`` must look names up case-insensitively, as both HTTP clients' header types do."""
     if ms := headers.get("retry-after-ms"):
         try:
             return max(0.0, float(ms) / 1000)
@@ -147,12 +115,12 @@ def retry_after_s(headers: httpx.Headers) -> float | None:
         return max(0.0, parsed.timestamp() - time.time()) if parsed else None
 
 
-def error_for_status(response: httpx.Response) -> AttemptError:
-    status = response.status_code
-    text = response.text[:500]
+def error_for_status(status: int, text: str, headers: Mapping[str, str]) -> AttemptError:
+    """The gateway's error for a non-2xx answer, from its status, body text and headers."""
+    text = text[:500]
     message = f"HTTP {status}: {text}"
     if status == 429:
-        return RateLimited(message, retry_after_s=retry_after_s(response.headers))
+        return RateLimited(message, retry_after_s=retry_after_s(headers))
     if status >= 500 or status == 408:
         return ProviderUnavailable(message, status=status)
     if status in (401, 403):
@@ -165,20 +133,12 @@ def error_for_status(response: httpx.Response) -> AttemptError:
     return AttemptError(message, status=status)
 
 
-async def post_json(client: httpx.AsyncClient, path: str, payload: dict[str, Any], timeout_s: float) -> Any:
-    """POST and return the decoded JSON body, or raise the classified AttemptError."""
+def decode_json(body: bytes) -> Any:
+    """A 2xx body as JSON, or MalformedResponse (invalid UTF-8 included)."""
     try:
-        response = await client.post(path, json=payload, timeout=timeout_s)
-    except httpx.TimeoutException as exc:
-        raise ProviderTimeout(f"no answer within {timeout_s:.3g}s ({type(exc).__name__})") from exc
-    except httpx.TransportError as exc:  # refused, reset, truncated body
-        raise ProviderUnavailable(f"{type(exc).__name__}: {exc}") from exc
-    if response.status_code >= 300:
-        raise error_for_status(response)
-    try:
-        return response.json()
+        return json.loads(body)
     except ValueError as exc:
-        raise MalformedResponse(f"body is not JSON: {response.text[:200]!r}") from exc
+        raise MalformedResponse(f"body is not JSON: {body[:200]!r}") from exc
 
 
 def usage_int(value: Any) -> int:

@@ -8,7 +8,8 @@ from typing import Any
 
 from gateway.errors import MalformedResponse
 from gateway.policy import ProviderConfig, Route
-from gateway.providers.base import Message, Reply, Secrets, Usage, make_client, post_json, usage_int
+from gateway.providers.base import Message, Reply, Secrets, Usage, usage_int
+from gateway.providers.http import make_client
 
 
 class OpenAIProvider:
@@ -39,7 +40,7 @@ class OpenAIProvider:
                 "type": "json_schema",
                 "json_schema": {"name": "output", "schema": json_schema, "strict": True},
             }
-        body = await post_json(self._client, "chat/completions", payload, timeout_s)
+        body = await self._client.post_json("chat/completions", payload, timeout_s)
         try:
             content = body["choices"][0]["message"]["content"]
             usage = body.get("usage") or {}
@@ -62,7 +63,7 @@ class OpenAIProvider:
         payload: dict[str, Any] = {"model": route.model, "input": list(texts)}
         if route.dimensions is not None:
             payload["dimensions"] = route.dimensions
-        body = await post_json(self._client, "embeddings", payload, timeout_s)
+        body = await self._client.post_json("embeddings", payload, timeout_s)
         try:
             rows = sorted(body["data"], key=lambda row: row["index"])
             vectors = [[float(x) for x in row["embedding"]] for row in rows]
