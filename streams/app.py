@@ -26,6 +26,7 @@ from agents.routing import due_at
 from streams import envelope as env
 from streams.config import Settings
 from streams.inflight import InFlightBatches, Turn
+from streams.memory import freeze_startup_heap
 from streams.stall import PartitionState, StallWatch
 from streams.topics import DOCUMENT_UPLOADED, TICKET_CREATED, retry_topic, shadow_topic
 from streams.worker import Send, WorkerRuntime
@@ -60,6 +61,7 @@ def create_app(settings: Settings) -> faust.App:
         async with runtime_lock:
             if "rt" not in holder:
                 holder["rt"] = await WorkerRuntime.create(settings)
+                log.info("startup_heap_frozen", objects=freeze_startup_heap())
             return holder["rt"]
 
     async def send(out: OutboundEvent) -> Awaitable[Any]:

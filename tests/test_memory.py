@@ -1,11 +1,16 @@
-"""The worker's glibc heap settings (streams/memory.py): they take effect here (Debian, glibc), and
-trimming respects its interval. The RSS effect itself is a figure in bench/pipeline.py."""
+"""The worker's heap settings (streams/memory.py): the glibc ones take effect here (Debian, glibc),
+trimming respects its interval, and the startup heap is hidden from the cyclic collector. The RSS
+effect is a figure in bench/pipeline.py, the collector's in bench/delivery.py."""
 
 from __future__ import annotations
 
+import gc
 import time
+from collections.abc import Iterator
 
-from streams.memory import Trimmer, cap_malloc_arenas
+import pytest
+
+from streams.memory import Trimmer, cap_malloc_arenas, freeze_startup_heap
 
 
 def test_arena_cap_is_accepted_by_glibc() -> None:
@@ -21,3 +26,21 @@ def test_trimmer_waits_for_its_interval() -> None:
     due.maybe_trim()  # trims (True if pages went back to the OS, False if there were none)
     assert due.maybe_trim() is False  # and the next call is a minute away again
     assert abs(due._last - time.monotonic()) < 5
+
+
+@pytest.fixture
+def unfrozen_afterwards() -> Iterator[None]:
+    yield
+    gc.unfreeze()  # the rest of the session keeps the collector as it was
+
+
+def test_startup_heap_is_hidden_from_the_collector(unfrozen_afterwards: None) -> None:
+    long_lived = [{"vocabulary": i} for i in range(1000)]
+    assert any(obj is long_lived for obj in gc.get_objects())
+
+    hidden = freeze_startup_heap()
+
+    assert hidden >= len(long_lived) and gc.get_freeze_count() == hidden
+    assert not any(obj is long_lived for obj in gc.get_objects())
+    created_later = [{"event": 1}]
+    assert any(obj is created_later for obj in gc.get_objects())  # new objects are still collected
