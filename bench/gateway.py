@@ -1,9 +1,9 @@
 """Gateway figures (issue 3), all against one fake provider process on loopback answering in 0 ms:
 
 * gateway_overhead_p50_ms / _p99_ms — the gateway's own time per cache-miss call: the call's wall time
-  minus its attempt (rate-limit check, timeout guard, and the same httpx request and JSON parse a bare
-  client makes); the wall-time
-  quantiles of gateway and bare httpx calls (sequential, interleaved blocks) are printed beside it;
+  minus its attempt (rate-limit check, timeout guard, the HTTP request and JSON parse); the wall-time
+  quantiles of gateway and bare httpx calls (sequential, interleaved blocks) are printed beside it
+  (the gateway's plain-HTTP wire is aiohttp, so it can come out faster than bare httpx);
 * overhead_vs_litellm_p50 / _p99 and throughput_vs_litellm — the same against LiteLLM's Router with
   the same route (needs the bench extra: pip install -e ".[bench]"; skipped with a note otherwise);
 * cache_hit_p50_us — an exact-cache hit;
