@@ -20,7 +20,9 @@ checked afterwards. Raw: the same records turned into rows by ``trace_row`` befo
 and inserted with ``ClickHouseClient.insert`` (clickhouse-connect) into another fresh, migrated
 database, timed over the inserts only, in batches of ``--raw-batch`` rows (default: the sink's own
 batch size, so the two sides make the same inserts and the ratio is the price of the Kafka path:
-fetch, envelope/Avro decode, row building, commit). The ratio is sink rows/s ÷ raw rows/s.
+fetch, envelope/Avro decode, row building, commit). The ratio is sink rows/s ÷ raw rows/s. Both
+sides start with the heap frozen out of the garbage collector's full passes, as ``riverbed sink``
+does (streams/memory.py), and the raw rows are kept pickled while the sink runs.
 Where the sink's time goes is printed too: fetch only, decode + ``trace_row`` only, and the insert.
 
 ``report_query_max_s``: ``--report-rows`` traces (plus ``--redelivered`` extra copies of some of
@@ -51,9 +53,11 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import gc
 import io
 import itertools
 import multiprocessing
+import pickle
 import pstats
 import random
 import statistics
@@ -91,6 +95,7 @@ from sinks.report import SECTIONS, ReportScope, report_parameters, section_rows
 from sinks.service import ClickHouseSink
 from streams import envelope as env
 from streams.config import Settings
+from streams.memory import freeze_startup_heap
 from streams.publish import read_rows
 from streams.topics import AI_TRACES, DOCUMENT_ENRICHED, TICKET_TRIAGED
 
@@ -458,6 +463,7 @@ class SinkRun:
     seconds: float
     first_row_s: float
     flushes: int
+    others_cores: float = 0.0
 
 
 async def timed_sink(settings: Settings, client: ClickHouseClient, count: int) -> SinkRun:
@@ -555,7 +561,10 @@ def sink_ingest(settings: Settings, rows: int, rounds: int, raw_batch: int | Non
     elapsed = time.perf_counter() - t0
     print(f"published {len(records):,} trace records to {AI_TRACES} in {elapsed:.1f}s (not timed)")
     now = datetime.now(UTC)
-    raw_rows = [trace_row(r, now) for r in records]
+    # Pickled, so the 300k rows are one bytes object while the sink runs: as live tuples they would
+    # sit in this process's heap and every full collection during the sink run would walk them,
+    # a cost the sink's own process (`riverbed sink`) does not have.
+    raw_blob = pickle.dumps([trace_row(r, now) for r in records], protocol=pickle.HIGHEST_PROTOCOL)
     del records
 
     ratios = []
@@ -567,27 +576,51 @@ def sink_ingest(settings: Settings, rows: int, rounds: int, raw_batch: int | Non
             migrate(sink_db)
             migrate(raw_db)
             settle(sink_db)
-            run_settings = settings.model_copy(update={"app_id": f"{settings.app_id}-sink{round_no}"})
-            with CpuWatch() as watch:
-                run = asyncio.run(timed_sink(run_settings, sink_db, rows))
-            landed = sink_db.query_scalar("SELECT count() FROM traces")
-            if landed != rows:
-                raise RuntimeError(f"traces holds {landed} rows after the sink inserted {rows}")
-            settle(sink_db)
-            raw_s = timed_inserts(raw_db, "traces", raw_rows, TRACE_COLUMNS, raw_batch)
             settle(raw_db)
+            run_settings = settings.model_copy(update={"app_id": f"{settings.app_id}-sink{round_no}"})
+
+            def sink_side(db: ClickHouseClient = sink_db, run_settings: Settings = run_settings) -> SinkRun:
+                freeze_startup_heap()  # as `riverbed sink` does before it starts consuming
+                with CpuWatch() as watch:
+                    run = asyncio.run(timed_sink(run_settings, db, rows))
+                gc.unfreeze()
+                run.others_cores = watch.others_cores
+                landed = db.query_scalar("SELECT count() FROM traces")
+                if landed != rows:
+                    raise RuntimeError(f"traces holds {landed} rows after the sink inserted {rows}")
+                settle(db)
+                return run
+
+            def raw_side(db: ClickHouseClient = raw_db, blob: bytes = raw_blob) -> float:
+                raw_rows = pickle.loads(blob)
+                freeze_startup_heap()  # the raw side gets the same, its rows included
+                seconds = timed_inserts(db, "traces", raw_rows, TRACE_COLUMNS, raw_batch)
+                gc.unfreeze()
+                del raw_rows
+                settle(db)
+                return seconds
+
+            # Alternate which side goes first: the machine's speed drifts during a run, and a fixed
+            # order would hand that drift to one side.
+            if round_no % 2:
+                run, raw_s = sink_side(), raw_side()
+            else:
+                raw_s = raw_side()
+                run = sink_side()
             sink_rate, raw_rate = rows / run.seconds, rows / raw_s
             ratios.append(sink_rate / raw_rate)
+            first = "sink" if round_no % 2 else "raw"
             print(
-                f"round {round_no}: sink {rows:,} rows in {run.seconds:.2f}s = {sink_rate:,.0f} rows/s "
-                f"({run.flushes} flushes, first rows landed after {run.first_row_s:.2f}s); raw insert in "
-                f"batches of {raw_batch:,}: {raw_s:.2f}s = {raw_rate:,.0f} rows/s; ratio {ratios[-1]:.3f} "
-                f"(other processes kept {watch.others_cores:.1f} cores busy during the sink run)",
+                f"round {round_no} ({first} first): sink {rows:,} rows in {run.seconds:.2f}s = "
+                f"{sink_rate:,.0f} rows/s ({run.flushes} flushes, first rows landed after "
+                f"{run.first_row_s:.2f}s); raw insert in batches of {raw_batch:,}: {raw_s:.2f}s = "
+                f"{raw_rate:,.0f} rows/s; ratio {ratios[-1]:.3f} (other processes kept "
+                f"{run.others_cores:.1f} cores busy during the sink run)",
                 flush=True,
             )
             sink_db.command(f"DROP DATABASE `{sink_db.database}`")
             raw_db.command(f"DROP DATABASE `{raw_db.database}`")
-    del raw_rows
+    del raw_blob
     breakdown(settings, rows, batch)
     if profile:
         profile_sink(settings, rows)

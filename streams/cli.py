@@ -128,12 +128,14 @@ def sink() -> None:
     from sinks.clickhouse import connect, migrate
     from sinks.retention import apply_retention, retention_of
     from sinks.service import ClickHouseSink
+    from streams.memory import freeze_startup_heap
 
     settings = _settings()
     client = connect(settings.effective_clickhouse_dsn, settings.clickhouse_database)
     migrate(client)
     apply_retention(client, retention_of(settings))
     service = ClickHouseSink(settings, client)
+    freeze_startup_heap()  # full collections would walk every imported module with each batch
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
