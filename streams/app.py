@@ -60,8 +60,7 @@ def create_app(settings: Settings) -> faust.App:
     async def runtime() -> WorkerRuntime:
         async with runtime_lock:
             if "rt" not in holder:
-                holder["rt"] = await WorkerRuntime.create(settings)
-                log.info("startup_heap_frozen", objects=freeze_startup_heap())
+                holder["rt"] = await _start_runtime(settings)
             return holder["rt"]
 
     async def send(out: OutboundEvent) -> Awaitable[Any]:
@@ -148,6 +147,15 @@ def partition_states(consumer: Any, topics: set[str]) -> list[PartitionState]:
         for tp in consumer.assignment()
         if tp.topic in topics
     ]
+
+
+async def _start_runtime(settings: Settings) -> WorkerRuntime:
+    """The models and stores, then the heap they fill frozen out of full collections
+    (streams/memory.py says why)."""
+    rt = await WorkerRuntime.create(settings)
+    if settings.gc_freeze_startup:
+        log.info("startup_heap_frozen", objects=freeze_startup_heap())
+    return rt
 
 
 def consumed_topics(settings: Settings) -> list[tuple[str, int]]:

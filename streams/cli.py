@@ -135,7 +135,8 @@ def sink() -> None:
     migrate(client)
     apply_retention(client, retention_of(settings))
     service = ClickHouseSink(settings, client)
-    freeze_startup_heap()  # full collections would walk every imported module with each batch
+    if settings.gc_freeze_startup:
+        freeze_startup_heap()  # full collections would walk every imported module with each batch
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

@@ -99,6 +99,11 @@ class Settings(BaseSettings):
     malloc_trim_interval_s: float = Field(
         default=30.0, ge=0, description="Hand freed heap pages back to the OS this often (0 = never)."
     )
+    gc_freeze_startup: bool = Field(
+        default=True,
+        description="Worker and sink hide their start-up heap from Python's full collections, which "
+        "otherwise stop the event loop ~200 ms about once a second under load (streams/memory.py).",
+    )
     shadow: bool = Field(
         default=False,
         description="Shadow worker: read <input>.shadow, write <result>.shadow, never write vectors, "
