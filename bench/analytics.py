@@ -602,14 +602,15 @@ def sink_ingest(settings: Settings, rows: int, rounds: int, raw_batch: int | Non
 
             # Alternate which side goes first: the machine's speed drifts during a run, and a fixed
             # order would hand that drift to one side.
-            if round_no % 2:
+            sink_first = round_no % 2 == 1
+            if sink_first:
                 run, raw_s = sink_side(), raw_side()
             else:
                 raw_s = raw_side()
                 run = sink_side()
             sink_rate, raw_rate = rows / run.seconds, rows / raw_s
             ratios.append(sink_rate / raw_rate)
-            first = "sink" if round_no % 2 else "raw"
+            first = "sink" if sink_first else "raw"
             print(
                 f"round {round_no} ({first} first): sink {rows:,} rows in {run.seconds:.2f}s = "
                 f"{sink_rate:,.0f} rows/s ({run.flushes} flushes, first rows landed after "
