@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import embedded_stack, figure
+from bench.memory_regions import print_growth, resident_by_region
 from gateway.local.embedder import Embedder
 from gateway.local.training import BANKING77_TEST, BANKING77_TRAIN, train
 from streams import envelope as env
@@ -132,31 +133,42 @@ async def pipeline_figures(
         )
         worker = psutil.Process(worker_pid)
         window = min(10_000, rss_events // 5)
-        rss: dict[str, float] = {}
-
-        pss: dict[str, float] = {}
+        # RSS is sampled all along (each poll for results, ~5 a second) and each window's median is
+        # compared: a single reading at each end would compare the worker mid-stream, its fetch
+        # buffers full, with the worker idle after the last result, and read the drained buffers as
+        # "no growth". Region and PSS snapshots (a full smaps read each) at the middle of each window.
+        first_rss: list[int] = []
+        last_rss: list[int] = []
+        snapshots: dict[str, tuple[int, dict[str, int]]] = {}
 
         def sample(done: int) -> None:
-            if "first" not in rss and done >= window:
-                rss["first"] = worker.memory_info().rss
-                pss["first"] = worker.memory_full_info().pss
-            rss["last"] = worker.memory_info().rss
+            if done < window:
+                first_rss.append(worker.memory_info().rss)
+            elif done >= rss_events - window:
+                last_rss.append(worker.memory_info().rss)
+            for name, at in (("first", window // 2), ("last", rss_events - window // 2)):
+                if name not in snapshots and done >= at:
+                    regions = resident_by_region(worker_pid, settings.data_dir)
+                    snapshots[name] = (worker.memory_full_info().pss, regions)
 
         bulk = await publish(settings.kafka_bootstrap, bulk_drafts(test_rows, rss_events, "R"))
         await watcher.wait_for({p.event_id for p in bulk}, timeout_s=3600, on_progress=sample)
-        pss["last"] = worker.memory_full_info().pss
-        growth = (rss["last"] - rss["first"]) / rss["first"] * 100
+        rss_first, rss_last = statistics.median(first_rss), statistics.median(last_rss)
+        growth = (rss_last - rss_first) / rss_first * 100
         print(
-            f"worker RSS after {window:,} events {rss['first'] / 2**20:.1f} MiB, "
-            f"after {rss_events:,} {rss['last'] / 2**20:.1f} MiB"
+            f"worker RSS, median over the first {window:,} events {rss_first / 2**20:.1f} MiB "
+            f"({len(first_rss)} samples), over the last {window:,} of {rss_events:,} "
+            f"{rss_last / 2**20:.1f} MiB ({len(last_rss)} samples)"
         )
         # Not the figure, which is RSS: PSS counts a resident page once however often it is mapped.
         # qdrant-edge maps its vector files twice, so RSS counts every stored vector twice.
+        (pss_first, regions_first), (pss_last, regions_last) = snapshots["first"], snapshots["last"]
         print(
-            f"worker PSS after {window:,} events {pss['first'] / 2**20:.1f} MiB, "
-            f"after {rss_events:,} {pss['last'] / 2**20:.1f} MiB "
-            f"(growth {(pss['last'] - pss['first']) / pss['first'] * 100:.1f} %)"
+            f"worker PSS mid first window {pss_first / 2**20:.1f} MiB, mid last window "
+            f"{pss_last / 2**20:.1f} MiB (growth {(pss_last - pss_first) / pss_first * 100:.1f} %)"
         )
+        print("worker RSS by region, mid first window -> mid last window:")
+        print_growth(regions_first, regions_last)
         figure("rss_growth_pct", growth)
     finally:
         await watcher.stop()

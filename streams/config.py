@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     clickhouse_database: str = "riverbed"
     qdrant_url: str = Field(default="", description="Qdrant server URL; empty means embedded qdrant-edge.")
     qdrant_collection: str = "riverbed_chunks"
+    qdrant_flush_interval_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="Embedded store only: flush segments this often while it is written to, so its "
+        "write-ahead log stays bounded (0 = after every write).",
+    )
     app_id: str = Field(default="riverbed", description="Faust app id = consumer group prefix.")
     topic_partitions: int = Field(default=4, ge=1)
     kafka_empty_fetch_floor_ms: int = Field(

@@ -101,6 +101,7 @@ class WorkerRuntime:
             qdrant_url=settings.qdrant_url,
             path=settings.qdrant_path,
             collection=settings.qdrant_collection,
+            flush_interval_s=settings.qdrant_flush_interval_s,
         )
         vectors.ensure_collection(provider.embedder.dimensions)
         if settings.shadow:
@@ -114,6 +115,7 @@ class WorkerRuntime:
                 qdrant_url=settings.qdrant_url,
                 path=settings.data_dir / "qdrant-gateway-cache",
                 collection="gateway_cache",
+                flush_interval_s=settings.qdrant_flush_interval_s,
             )
             semantic = SemanticCache(cache_store, provider.embedder.embed, provider.embedder.dimensions)
         gateway = Gateway(

@@ -280,6 +280,43 @@ def test_edge_data_survives_close_and_reopen(tmp_path: Path) -> None:
         reopened.close()
 
 
+def closed_wal_files(store: EdgeVectorStore) -> list[str]:
+    return sorted(p.name for p in (store.directory / "wal").iterdir() if p.name.startswith("closed-"))
+
+
+def fill_until_wal_closed_two_files(store: EdgeVectorStore) -> int:
+    """Upsert bulky points until the WAL has closed two of its 32 MiB files; returns how many."""
+    store.ensure_collection(8)
+    rng = np.random.default_rng(3)
+    written = 0
+    closed_ever: set[str] = set()
+    while len(closed_ever) < 2:
+        assert written < 200_000, "the WAL never closed two files"
+        vectors = rng.standard_normal((1000, 8)).astype(np.float32)
+        store.upsert([make_point(v, index=written + i, text="x" * 2000) for i, v in enumerate(vectors)])
+        written += len(vectors)
+        closed_ever.update(closed_wal_files(store))
+    return written
+
+
+@pytest.mark.parametrize(("interval_s", "closed_kept"), [(3600.0, 2), (0.0, 1)])
+def test_edge_periodic_flush_bounds_the_wal(tmp_path: Path, interval_s: float, closed_kept: int) -> None:
+    """Unflushed, the WAL keeps every file since the shard was created (and replays them all on
+    load); flushed while written to, it drops a closed file once the next one closes."""
+    store = EdgeVectorStore(tmp_path / "qdrant", COLLECTION, flush_interval_s=interval_s)
+    try:
+        written = fill_until_wal_closed_two_files(store)
+        assert len(closed_wal_files(store)) == closed_kept
+        assert store.count() == written
+    finally:
+        store.close()
+    reopened = EdgeVectorStore(tmp_path / "qdrant", COLLECTION)
+    try:
+        assert reopened.count() == written
+    finally:
+        reopened.close()
+
+
 def test_edge_reopen_with_other_dimensions_fails(tmp_path: Path) -> None:
     first = EdgeVectorStore(tmp_path / "qdrant", COLLECTION)
     first.ensure_collection(DIM)

@@ -26,9 +26,15 @@ __all__ = [
 
 
 def open_vector_store(
-    *, qdrant_url: str, path: Path, collection: str, api_key: str | None = None
+    *,
+    qdrant_url: str,
+    path: Path,
+    collection: str,
+    api_key: str | None = None,
+    flush_interval_s: float = 5.0,
 ) -> VectorStore:
-    """Return the server adapter when ``qdrant_url`` is set, else the embedded shard under ``path``."""
+    """Return the server adapter when ``qdrant_url`` is set, else the embedded shard under ``path``
+    (which flushes its segments every ``flush_interval_s`` while it is written to)."""
     if qdrant_url.strip():
         return ServerVectorStore(qdrant_url.strip(), collection, api_key=api_key)
-    return EdgeVectorStore(path, collection)
+    return EdgeVectorStore(path, collection, flush_interval_s=flush_interval_s)

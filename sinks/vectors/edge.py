@@ -1,7 +1,8 @@
 """Vector store on qdrant-edge: Qdrant's engine in-process, so the embedded stack needs no server.
 
 The shard lives in ``path / collection`` and survives restarts: updates go through the shard's
-write-ahead log (on by default), and ``close`` flushes segments before releasing the shard.
+write-ahead log (on by default), ``upsert`` flushes segments every ``flush_interval_s``, and
+``close`` flushes before releasing the shard.
 
 Facts about qdrant_edge 0.9 this adapter relies on:
 
@@ -15,11 +16,16 @@ Facts about qdrant_edge 0.9 this adapter relies on:
   below the indexing threshold (5k x 384 points stay plain). Brute force over tens of thousands
   of points is about a millisecond, so ``upsert`` never optimizes; ``optimize`` is exposed for
   idle-time maintenance instead.
+* Nothing flushes by itself either. Unflushed, the WAL keeps every 32 MiB file since the shard
+  was created (three closed files after 59k ticket points, all replayed on the next load) and the
+  shard holds ~20 MiB of pending changes on the heap per 40k points. A flush takes ~18 ms
+  (median, 33 ms max, every 2,560 points of 59k) and lets the WAL drop what it covers.
 * Returned point ids are ``uuid.UUID``; they are turned back into strings here.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -62,7 +68,7 @@ class EdgeVectorStore(VectorStore):
     store is free and does not take the directory lock until it is used.
     """
 
-    def __init__(self, path: Path, collection: str) -> None:
+    def __init__(self, path: Path, collection: str, *, flush_interval_s: float = 5.0) -> None:
         if not collection or "/" in collection or collection in {".", ".."}:
             raise ValueError(f"invalid collection name {collection!r}")
         self._dir = Path(path) / collection
@@ -70,6 +76,8 @@ class EdgeVectorStore(VectorStore):
         self._shard: Any = None
         self._dimensions: int | None = None
         self._closed = False
+        self._flush_interval_s = flush_interval_s
+        self._last_flush = time.monotonic()
 
     @property
     def directory(self) -> Path:
@@ -109,6 +117,10 @@ class EdgeVectorStore(VectorStore):
             check_dimensions(p.vector, self._dimensions)
         batch = [qe.Point(p.id, _as_vector(p.vector), dict(p.payload)) for p in points]
         shard.update(qe.UpdateOperation.upsert_points(batch))
+        # Here, in the writer's thread, rather than on a timer: a flush then never runs beside an
+        # update, and a store nobody writes to has nothing to flush.
+        if time.monotonic() - self._last_flush >= self._flush_interval_s:
+            self.flush()
 
     def search(
         self,
@@ -195,6 +207,7 @@ class EdgeVectorStore(VectorStore):
         """Write pending segment changes to disk (the WAL already makes them durable)."""
         if self._shard is not None:
             self._shard.flush()
+            self._last_flush = time.monotonic()
 
     def close(self) -> None:
         if self._closed:
