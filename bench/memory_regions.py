@@ -12,8 +12,12 @@ from pathlib import Path
 
 
 def _region(name: str, data_dir: str) -> str:
+    if name == "[heap]":
+        return "heap: main malloc arena (brk)"
+    if name == "":
+        return "heap: anonymous maps (Python arenas, other malloc arenas, native pools)"
     if not name.startswith("/"):
-        return "python heap and native allocations" if name in ("", "[heap]") else name
+        return name
     if data_dir and name.startswith(data_dir):
         if "/wal/" in name:
             return "vector store: write-ahead log"
@@ -26,7 +30,7 @@ def _region(name: str, data_dir: str) -> str:
 
 
 def resident_by_region(pid: int, data_dir: Path | str = "") -> dict[str, int]:
-    """Resident bytes per region of ``pid``; anonymous mappings count as heap."""
+    """Resident bytes per region of ``pid``."""
     regions: dict[str, int] = {}
     current = ""
     with open(f"/proc/{pid}/smaps") as smaps:

@@ -133,41 +133,49 @@ async def pipeline_figures(
         )
         worker = psutil.Process(worker_pid)
         window = min(10_000, rss_events // 5)
-        # RSS is sampled all along (each poll for results, ~5 a second) and each window's median is
-        # compared: a single reading at each end would compare the worker mid-stream, its fetch
-        # buffers full, with the worker idle after the last result, and read the drained buffers as
-        # "no growth". Region and PSS snapshots (a full smaps read each) at the middle of each window.
-        first_rss: list[int] = []
-        last_rss: list[int] = []
+        # RSS is sampled all along (each poll for results, ~5 a second). The figure compares the
+        # median over the second half of the first window with the median over the second half of
+        # the last: both are the worker busy at full speed. The first half of the first window is
+        # the ramp (fetch buffers and batches in flight filling up after the idle gap), and a single
+        # reading after the last result would catch the worker idle with its buffers drained. The
+        # series is printed so the shape can be checked. Region and PSS snapshots (a full smaps
+        # read each) are taken at the start of each half-window.
+        samples: list[tuple[int, int]] = []
         snapshots: dict[str, tuple[int, dict[str, int]]] = {}
+        marks = {"first": window // 2, "last": rss_events - window // 2}
 
         def sample(done: int) -> None:
-            if done < window:
-                first_rss.append(worker.memory_info().rss)
-            elif done >= rss_events - window:
-                last_rss.append(worker.memory_info().rss)
-            for name, at in (("first", window // 2), ("last", rss_events - window // 2)):
+            samples.append((done, worker.memory_info().rss))
+            for name, at in marks.items():
                 if name not in snapshots and done >= at:
                     regions = resident_by_region(worker_pid, settings.data_dir)
                     snapshots[name] = (worker.memory_full_info().pss, regions)
 
         bulk = await publish(settings.kafka_bootstrap, bulk_drafts(test_rows, rss_events, "R"))
         await watcher.wait_for({p.event_id for p in bulk}, timeout_s=3600, on_progress=sample)
+        first_rss = [rss for done, rss in samples if marks["first"] <= done < window]
+        last_rss = [rss for done, rss in samples if marks["last"] <= done < rss_events]
         rss_first, rss_last = statistics.median(first_rss), statistics.median(last_rss)
         growth = (rss_last - rss_first) / rss_first * 100
+        step = max(1, rss_events // 20)
+        series: dict[int, int] = {}
+        for done, rss in samples:
+            series.setdefault(done // step * step, rss)
+        shape = ", ".join(f"{done:,} {rss / 2**20:.0f}" for done, rss in series.items())
+        print(f"worker RSS (MiB) by events done: {shape}, at the end {samples[-1][1] / 2**20:.0f}")
         print(
-            f"worker RSS, median over the first {window:,} events {rss_first / 2**20:.1f} MiB "
-            f"({len(first_rss)} samples), over the last {window:,} of {rss_events:,} "
+            f"worker RSS, median over events {marks['first']:,}-{window:,}: {rss_first / 2**20:.1f} MiB "
+            f"({len(first_rss)} samples); over {marks['last']:,}-{rss_events:,}: "
             f"{rss_last / 2**20:.1f} MiB ({len(last_rss)} samples)"
         )
         # Not the figure, which is RSS: PSS counts a resident page once however often it is mapped.
         # qdrant-edge maps its vector files twice, so RSS counts every stored vector twice.
         (pss_first, regions_first), (pss_last, regions_last) = snapshots["first"], snapshots["last"]
         print(
-            f"worker PSS mid first window {pss_first / 2**20:.1f} MiB, mid last window "
+            f"worker PSS at {marks['first']:,} events {pss_first / 2**20:.1f} MiB, at {marks['last']:,} "
             f"{pss_last / 2**20:.1f} MiB (growth {(pss_last - pss_first) / pss_first * 100:.1f} %)"
         )
-        print("worker RSS by region, mid first window -> mid last window:")
+        print(f"worker RSS by region, at {marks['first']:,} events -> at {marks['last']:,}:")
         print_growth(regions_first, regions_last)
         figure("rss_growth_pct", growth)
     finally:
