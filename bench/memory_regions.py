@@ -50,4 +50,4 @@ def print_growth(before: dict[str, int], after: dict[str, int]) -> None:
     for name, delta in sorted(growth.items(), key=lambda item: -item[1]):
         if abs(delta) >= 2**20:
             was, now = before.get(name, 0) / 2**20, after.get(name, 0) / 2**20
-            print(f"  {name:40s} {was:8.1f} -> {now:8.1f} MiB ({delta / 2**20:+.1f})")
+            print(f"  {name:72s} {was:8.1f} -> {now:8.1f} MiB ({delta / 2**20:+.1f})")
