@@ -117,8 +117,8 @@ class EdgeVectorStore(VectorStore):
             check_dimensions(p.vector, self._dimensions)
         batch = [qe.Point(p.id, _as_vector(p.vector), dict(p.payload)) for p in points]
         shard.update(qe.UpdateOperation.upsert_points(batch))
-        # Here, in the writer's thread, rather than on a timer: a flush then never runs beside an
-        # update, and a store nobody writes to has nothing to flush.
+        # In the writer's thread rather than on a timer of the adapter's own: no extra thread
+        # touches the shard, and a store nobody writes to has nothing to flush.
         if time.monotonic() - self._last_flush >= self._flush_interval_s:
             self.flush()
 
