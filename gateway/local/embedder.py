@@ -55,11 +55,10 @@ class Embedder:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-        # No memory arena: onnxruntime's arena only ever grows, in steps of the largest batch shape
-        # seen so far, and kept the worker's RSS ~50 MiB higher for a ~2 % faster model (measured
-        # on 60 random batches of 256 BANKING77 texts: 329/335 emb/s with it, 324/328 without;
-        # RSS 499 MiB with it, 437-448 without).
-        options.enable_cpu_mem_arena = False
+        # onnxruntime's memory arena stays on. It only ever grows, in steps of the largest batch
+        # shape seen so far: without it a model probe (60 random batches of 256 BANKING77 texts)
+        # held ~50 MiB less RSS for ~2 % fewer emb/s, but `riverbed run` (long document chunks
+        # beside the tickets) fell from 39.2-40.9 to 31.1-36.5 events/s, so it was put back.
         self._session = ort.InferenceSession(str(_model_path()), options, providers=["CPUExecutionProvider"])
         self._input_names = {i.name for i in self._session.get_inputs()}
         self._tokenizer = tokenizers.Tokenizer.from_file(str(_tokenizer_path()))
