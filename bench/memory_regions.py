@@ -33,11 +33,12 @@ def resident_by_region(pid: int, data_dir: Path | str = "") -> dict[str, int]:
     """Resident bytes per region of ``pid``."""
     regions: dict[str, int] = {}
     current = ""
+    store_dir = str(data_dir)
     with open(f"/proc/{pid}/smaps") as smaps:
         for line in smaps:
             fields = line.split()
             if not fields[0].endswith(":"):  # a mapping header: "start-end perms offset dev inode [path]"
-                current = _region(fields[5] if len(fields) >= 6 else "", str(data_dir))
+                current = _region(fields[5] if len(fields) >= 6 else "", store_dir)
             elif fields[0] == "Rss:":
                 regions[current] = regions.get(current, 0) + int(fields[1]) * 1024
     return regions

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sinks.vectors.base import SearchQuery, VectorHit, VectorPoint, VectorStore, point_id
-from sinks.vectors.edge import EdgeVectorStore
+from sinks.vectors.edge import DEFAULT_FLUSH_INTERVAL_S, EdgeVectorStore
 from sinks.vectors.server import ServerVectorStore
 
 __all__ = [
@@ -31,7 +31,7 @@ def open_vector_store(
     path: Path,
     collection: str,
     api_key: str | None = None,
-    flush_interval_s: float = 5.0,
+    flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
 ) -> VectorStore:
     """Return the server adapter when ``qdrant_url`` is set, else the embedded shard under ``path``
     (which flushes its segments every ``flush_interval_s`` while it is written to)."""

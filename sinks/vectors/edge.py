@@ -43,6 +43,7 @@ from sinks.vectors.base import (
 )
 
 _CONFIG_FILE = "edge_config.json"
+DEFAULT_FLUSH_INTERVAL_S = 5.0
 EXCLUDE_HEADROOM = 1  # a ticket is one point, so one extra hit covers excluding it
 # source_id is filtered here, not in the engine, so it needs no index (see ``search_many``)
 INDEXED_PAYLOAD_KEYS = ("tenant_id", "kind")
@@ -68,7 +69,9 @@ class EdgeVectorStore(VectorStore):
     store is free and does not take the directory lock until it is used.
     """
 
-    def __init__(self, path: Path, collection: str, *, flush_interval_s: float = 5.0) -> None:
+    def __init__(
+        self, path: Path, collection: str, *, flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S
+    ) -> None:
         if not collection or "/" in collection or collection in {".", ".."}:
             raise ValueError(f"invalid collection name {collection!r}")
         self._dir = Path(path) / collection
