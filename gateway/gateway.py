@@ -191,6 +191,8 @@ class Gateway:
         first = policy.task(task).routes[0]
         if policy.providers[first.provider].kind == "local" and len(requests) > 1:
             return await self._run_local_batch(requests, first, policy, traces)
+        if task == "embed" and len(requests) > 1 and _batchable_remote(policy, policy.task(task)):
+            return await self._run_remote_embed_batch(requests, first, policy, traces)
         served = await asyncio.gather(*(self._serve_or_error(r, traces) for r in requests))
         return list(served)
 
@@ -205,19 +207,21 @@ class Gateway:
     # -- one request ------------------------------------------------------------------------------
 
     async def _serve_or_error(
-        self, req: ModelRequest, traces: list[TraceRecord]
+        self, req: ModelRequest, traces: list[TraceRecord], after: _Call | None = None
     ) -> ModelResponse | GatewayError:
         try:
-            return await self._serve(req, traces)
+            return await self._serve(req, traces, after)
         except GatewayError as exc:
             return exc
 
-    async def _serve(self, req: ModelRequest, traces: list[TraceRecord]) -> ModelResponse:
+    async def _serve(
+        self, req: ModelRequest, traces: list[TraceRecord], after: _Call | None = None
+    ) -> ModelResponse:
+        """``after``: the walk so far of a request whose batch call failed; its attempts go on from
+        there (numbered after the batch attempt, within the same deadline)."""
         policy = self.policy
         task_policy = policy.task(req.task)
-        key = request_key(
-            req.context.tenant_id, req.task, self._policy.fingerprint, _cache_texts(req), _cache_extra(req)
-        )
+        key = self._cache_key(req)
         if task_policy.cache_ttl_s is not None:
             started, t0 = datetime.now(UTC), time.perf_counter()
             cached = self._cache.get(key)
@@ -250,7 +254,7 @@ class Gateway:
                     "",
                 )
                 return self._reuse(req, found, "semantic_hit", started, t0, traces)
-        call = _Call(req, policy, task_policy, time.monotonic() + task_policy.deadline_s, traces)
+        call = after or _Call(req, policy, task_policy, time.monotonic() + task_policy.deadline_s, traces)
         response, shared = await self._coalescer.run(key, lambda: self._walk(call, self._routes(call)))
         if shared:
             return self._reuse(req, response, "coalesced", started, t0, traces)
@@ -613,6 +617,125 @@ class Gateway:
             )
         return out
 
+    # -- one embeddings request for a batch ---------------------------------------------------------
+
+    async def _run_remote_embed_batch(
+        self, requests: Sequence[ModelRequest], route: Route, policy: Policy, traces: list[TraceRecord]
+    ) -> list[ModelResponse | GatewayError]:
+        """One embeddings request per tenant instead of one per event (OpenAI-style APIs take a list
+        of inputs). Per call, the event loop builds, sends and reads a request and decodes its JSON,
+        and while it does, every other answer in flight waits: at 32 events a batch that wait, not
+        the provider, was what slowed a stage. Each event still gets its own trace, with the call's
+        input tokens (and so its cost) split by input length. Exact-cache hits are served first;
+        restricted data and every request of a batch call that failed take the one-request path,
+        which has the retries and the fallbacks."""
+        task_policy = policy.task(requests[0].task)
+        out: list[ModelResponse | GatewayError | None] = [None] * len(requests)
+        tenants: dict[str, list[int]] = {}
+        for i, req in enumerate(requests):
+            if req.context.sensitivity == "restricted":
+                continue
+            cached = self._cached(req, task_policy, traces)
+            if cached is not None:
+                out[i] = cached
+            else:
+                tenants.setdefault(req.context.tenant_id, []).append(i)
+        batched = {i for group in tenants.values() for i in group}
+        alone = [i for i, answer in enumerate(out) if answer is None and i not in batched]
+        await asyncio.gather(
+            *(self._embed_group(requests, group, route, policy, traces, out) for group in tenants.values()),
+            *(self._serve_into(requests[i], traces, out, i) for i in alone),
+        )
+        answered: list[ModelResponse | GatewayError] = []
+        for answer in out:
+            assert answer is not None, "every request of the batch is answered"
+            answered.append(answer)
+        return answered
+
+    def _cached(
+        self, req: ModelRequest, task_policy: TaskPolicy, traces: list[TraceRecord]
+    ) -> ModelResponse | None:
+        if task_policy.cache_ttl_s is None:
+            return None
+        started, t0 = datetime.now(UTC), time.perf_counter()
+        hit = self._cache.get(self._cache_key(req))
+        return None if hit is None else self._reuse(req, hit, "hit", started, t0, traces)
+
+    def _cache_key(self, req: ModelRequest) -> str:
+        return request_key(
+            req.context.tenant_id, req.task, self._policy.fingerprint, _cache_texts(req), _cache_extra(req)
+        )
+
+    async def _serve_into(
+        self,
+        req: ModelRequest,
+        traces: list[TraceRecord],
+        out: list[ModelResponse | GatewayError | None],
+        i: int,
+        after: _Call | None = None,
+    ) -> None:
+        out[i] = await self._serve_or_error(req, traces, after)
+
+    async def _embed_group(
+        self,
+        requests: Sequence[ModelRequest],
+        group: list[int],
+        route: Route,
+        policy: Policy,
+        traces: list[TraceRecord],
+        out: list[ModelResponse | GatewayError | None],
+    ) -> None:
+        reqs = [requests[i] for i in group]
+        task_policy = policy.task(reqs[0].task)
+        provider_config = policy.providers[route.provider]
+        deadline = time.monotonic() + task_policy.deadline_s
+        calls = [_Call(req, policy, task_policy, deadline, traces) for req in reqs]
+        # the whole group as one request: its prompt size reserves budget and rate-limit tokens
+        combined = replace(reqs[0], parts=tuple(text for req in reqs for text in req.inputs))
+        call = _Call(combined, policy, task_policy, deadline, [])
+        breaker = self._breaker(route)
+        started, t0 = datetime.now(UTC), time.perf_counter()
+        try:
+            reservation = self._reserve(call, route, provider_config)
+        except (AttemptError, GatewayError):
+            reservation, reply = None, None  # over a cap or a budget: each event finds out alone
+        else:
+            try:
+                if not breaker.allow():
+                    raise BreakerOpen(f"circuit of {route.name} is open")
+                reply = await self._attempt(call, route, provider_config, call.remaining())
+            except AttemptError as exc:
+                reply = None
+                if not isinstance(exc, BREAKER_NEUTRAL):
+                    breaker.record(ok=False)
+                log.warning("gateway_batch_failed", task=combined.task, size=len(reqs), error=repr(exc))
+                for each in calls:
+                    self._record_failure(each, route, provider_config, exc, time.perf_counter() - t0, started)
+        if reply is None:
+            if reservation is not None:
+                self.budget.settle(reservation, Decimal(0))
+            alone = zip(group, reqs, calls, strict=True)
+            await asyncio.gather(*(self._serve_into(req, traces, out, i, each) for i, req, each in alone))
+            return
+        breaker.record(ok=True)
+        latency_ms = (time.perf_counter() - t0) * 1000  # each event waited for the whole call
+        tokens = split_by_weight(reply.usage.input_tokens, [sum(map(len, r.inputs)) for r in reqs])
+        spent = Decimal(0)
+        row = 0
+        for i, req, each, input_tokens in zip(group, reqs, calls, tokens, strict=True):
+            rows = len(req.inputs)
+            part = Reply(reply.output[row : row + rows], Usage(input_tokens=input_tokens), reply.model)
+            row += rows
+            response = self._succeed(
+                each, route, provider_config, part, None, started, t0, latency_ms=latency_ms
+            )
+            spent += response.cost_usd or Decimal(0)
+            if task_policy.cache_ttl_s is not None:
+                self._cache.put(self._cache_key(req), response, task_policy.cache_ttl_s)
+            out[i] = response
+        if reservation is not None:
+            self.budget.settle(reservation, spent)
+
     # -- parts ------------------------------------------------------------------------------------
 
     def _price_key(self, route: Route, model: str | None = None) -> str:
@@ -644,6 +767,34 @@ class Gateway:
         if isinstance(error, RateLimited) and error.retry_after_s is not None:
             pause = max(pause, error.retry_after_s)
         return pause
+
+
+def _batchable_remote(policy: Policy, task_policy: TaskPolicy) -> bool:
+    """Whether one call can answer a batch: its first route is remote, and no per-event choice
+    (weighted arms, a semantic-cache lookup) could send events of the batch different ways."""
+    first = task_policy.routes[0]
+    weighted = sum(route.weight is not None for route in task_policy.routes)
+    return (
+        policy.providers[first.provider].kind != "local"
+        and task_policy.semantic_threshold is None
+        and weighted < 2
+    )
+
+
+def split_by_weight(total: int, weights: Sequence[int]) -> list[int]:
+    """``total`` in whole parts proportional to ``weights`` that add up to ``total`` exactly (the
+    largest remainders round up), so per-event tokens sum to what the provider billed."""
+    if not weights:
+        return []
+    whole = sum(weights)
+    if whole <= 0:
+        weights, whole = [1] * len(weights), len(weights)
+    shares = [total * w // whole for w in weights]
+    rest = total - sum(shares)
+    by_remainder = sorted(range(len(weights)), key=lambda k: -(total * weights[k] % whole))
+    for k in by_remainder[:rest]:
+        shares[k] += 1
+    return shares
 
 
 def _pick_arm(arms: Sequence[Route], event_id: str) -> Route:
