@@ -2,8 +2,7 @@
 
 Offsets are committed only after the batch holding them is inserted, so a crash replays rows
 rather than losing them; the tables are ReplacingMergeTree keyed on deterministic ids, so a replayed
-row replaces itself. The chdb client is synchronous, so inserts run in a thread, off the loop, and
-one batch is inserted while the next is consumed.
+row replaces itself. The chdb client is synchronous, so inserts run in a thread, off the loop.
 
 Traces are the volume (one per model call), so they skip Python decoding: after the envelope
 checks the Avro values are wrapped, undecoded, in one container file per batch and ClickHouse
@@ -89,9 +88,6 @@ class ClickHouseSink:
         self._stopping = asyncio.Event()
         self._flush_lock = asyncio.Lock()
         self._in_flight = 0
-        self._writing: asyncio.Task[None] | None = None
-        self._consumed: dict[TopicPartition, int] = {}
-        """Per partition, the offset after the last record buffered since the last hand-over."""
         self._compacted_at = time.monotonic()
 
     @property
@@ -113,8 +109,6 @@ class ClickHouseSink:
         await consumer.start()
         try:
             while not self._stopping.is_set():
-                if self._writing is not None and self._writing.done():
-                    self._writing.result()  # a write that gave up (a stop during an outage) ends the run
                 timeout_ms = int(1000 * min(self._settings.sink_flush_interval_s, 0.5))
                 batches = await consumer.getmany(
                     timeout_ms=timeout_ms, max_records=self._settings.sink_batch_rows
@@ -122,15 +116,12 @@ class ClickHouseSink:
                 for records in batches.values():
                     self._buffer(records)
                 if self._traces.due() or self._results.due():
-                    await self._hand_over()
+                    await self.flush()
                 if self._compaction_due():
-                    await self._settle()
                     await self.compact()
             await self.flush()
         finally:
-            if self._writing is not None and not self._writing.done():
-                self._writing.cancel()  # uncommitted: its rows replay on the next start
-            with contextlib.suppress(Exception, asyncio.CancelledError):
+            with contextlib.suppress(Exception):
                 await consumer.stop()
 
     def stop(self) -> None:
@@ -157,7 +148,6 @@ class ClickHouseSink:
     def _buffer(self, records: Sequence[Any]) -> None:
         now = datetime.now(UTC)
         for record in records:
-            self._consumed[TopicPartition(record.topic, record.partition)] = record.offset + 1
             try:
                 headers = env.header_map(record.headers)
                 if record.topic == AI_TRACES:
@@ -179,58 +169,25 @@ class ClickHouseSink:
                 )
 
     async def flush(self) -> None:
-        """Insert everything buffered and wait until it, and the write before it, are inserted and
-        their offsets committed."""
-        await self._hand_over()
-        await self._settle()
+        """Insert everything buffered, then commit what the consumer has handed us so far.
 
-    async def _hand_over(self) -> None:
-        """Start writing what is buffered once the write before it finished, and return without
-        waiting for this one: the loop decodes the next batch while ClickHouse inserts this one
-        (chdb releases the GIL while it works). One write at a time keeps the commits in order and
-        memory at two batches; a write that cannot finish (ClickHouse away) holds up the next."""
+        Serialised, and counted as in flight until inserted, so ``lag()`` never reports 0 while
+        rows are on their way into ClickHouse.
+        """
         async with self._flush_lock:
-            await self._settle()
             traces, results = self._traces.drain(), self._results.drain()
-            offsets, self._consumed = self._consumed, {}
-            if not traces and not results and not offsets:
-                return
-            # counted as in flight until inserted, so ``lag()`` never reports 0 while rows are on
-            # their way into ClickHouse
             self._in_flight = len(traces) + len(results)
-            self._writing = asyncio.create_task(self._write(traces, results, offsets))
-
-    async def _settle(self) -> None:
-        """Wait for the write in flight, if any; raises what made it give up. Shielded: a waiter that
-        gives up does not cancel the write."""
-        if self._writing is not None:
-            await asyncio.shield(self._writing)
-
-    async def _write(
-        self, traces: list[bytes], results: list[tuple[Any, ...]], offsets: dict[TopicPartition, int]
-    ) -> None:
-        try:
-            await self._insert_traces(traces)
-            await self._insert_until_done(
-                "results", len(results), lambda: self._client.insert("results", results, RESULT_COLUMNS)
-            )
-            await self._commit(offsets)
-        finally:
-            self._in_flight = 0
-        if traces or results:
-            self.stats.flushes += 1
-
-    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
-        """Commit exactly what this write consumed: the consumer has read further meanwhile. A
-        partition taken away by a rebalance is left to its new owner, which replays from its last
-        commit."""
-        consumer = self._consumer
-        if consumer is None:
-            return
-        assigned = consumer.assignment()
-        mine = {tp: offset for tp, offset in offsets.items() if tp in assigned}
-        if mine:
-            await consumer.commit(mine)
+            try:
+                await self._insert_traces(traces)
+                await self._insert_until_done(
+                    "results", len(results), lambda: self._client.insert("results", results, RESULT_COLUMNS)
+                )
+                if self._consumer is not None:
+                    await self._consumer.commit()
+            finally:
+                self._in_flight = 0
+            if traces or results:
+                self.stats.flushes += 1
 
     async def _insert_traces(self, values: list[bytes]) -> None:
         """ClickHouse decodes the batch; if it refuses the data, the row path sorts good from bad."""
