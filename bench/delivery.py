@@ -12,8 +12,9 @@ comes back as a result. Prints the median as ``broker_restart_recovery_s``.
 ``concurrency_efficiency``: the ticket workflow with every model step routed to the fake provider
 (gateway/fake_provider.py) answering in 200 ms. A ticket's critical path is three calls in a row
 (classify and extract side by side, then embed, then summarize) = 600 ms, so with C tickets in flight
-the ideal is C / 0.6 s tickets/s (no provider limit is set). One worker per level, C = batch size x 2
-batches in flight; throughput = tickets completed between the first and the last result / that time.
+the ideal is C / 0.6 s tickets/s (no provider limit is set). One worker per level, C tickets in flight
+as C / ``--batch`` batches of ``--batch`` (32); throughput = tickets completed between the first and
+the last result / that time.
 The curve is printed; the figure is the efficiency at C = 256.
 
 ``--only processed`` (no FIGURE, a supporting number): how long a starting worker takes to load the
