@@ -14,8 +14,8 @@ comes back as a result. Prints the median as ``broker_restart_recovery_s``.
 (classify and extract side by side, then embed, then summarize) = 600 ms, so with C tickets in flight
 the ideal is C / 0.6 s tickets/s (no provider limit is set). One worker per level, C tickets in flight
 as C / ``--batch`` batches of ``--batch`` (32); throughput = tickets completed between the first and
-the last result / that time.
-The curve is printed; the figure is the efficiency at C = 256.
+the last result / that time. Each level runs ``--rounds`` times; the curve of medians is printed,
+and the figure is the median efficiency at C = 256.
 
 ``--only processed`` (no FIGURE, a supporting number): how long a starting worker takes to load the
 processed-events table (streams/processed.py) from a changelog of ``--markers`` records; median of 3.
@@ -104,7 +104,7 @@ def tickets(rows: list[dict[str, str]], round_no: int) -> list[dict[str, str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="broker restarts; runs per concurrency level")
     parser.add_argument("--only", choices=["restart", "concurrency", "processed"])
     parser.add_argument("--markers", type=int, default=20_000, help="changelog size for --only processed")
     parser.add_argument("--levels", default="16,64,128,256", help="tickets in flight, comma-separated")
@@ -118,7 +118,7 @@ def main() -> None:
         if args.only in (None, "restart"):
             run_rounds(settings, args.rounds)
         if args.only in (None, "concurrency"):
-            concurrency_curve(settings, [int(x) for x in args.levels.split(",")], args.batch)
+            concurrency_curve(settings, [int(x) for x in args.levels.split(",")], args.batch, args.rounds)
 
 
 async def processed_table_load(settings: Settings, markers: int) -> None:
@@ -220,7 +220,9 @@ def one_level(settings: Settings, sample: list[dict[str, str]], level: int, batc
     return (len(times) - 1) / (times[-1] - times[0])
 
 
-def concurrency_curve(settings: Settings, levels: list[int], batch: int) -> None:
+def concurrency_curve(settings: Settings, levels: list[int], batch: int, rounds: int) -> None:
+    """Each level ``rounds`` times with a fresh worker; the efficiency per level is the median, as
+    one run of the same build varies by about ±0.06 on this machine."""
     with FakeProvider(log_limit=0) as fake:
         fake_answers(fake)
         policy = settings.data_dir / "routes-remote.toml"
@@ -230,10 +232,11 @@ def concurrency_curve(settings: Settings, levels: list[int], batch: int) -> None
         efficiency = {}
         for level in levels:
             ideal = level / (CRITICAL_PATH_CALLS * PROVIDER_LATENCY_S)
-            achieved = one_level(remote, sample, level, batch)
-            efficiency[level] = achieved / ideal
-            print(f"in flight {level:4d}: {achieved:7.1f} tickets/s, ideal {ideal:7.1f}, ", end="")
-            print(f"efficiency {efficiency[level]:.3f}", flush=True)
+            runs = [one_level(remote, sample, level, batch) / ideal for _ in range(rounds)]
+            efficiency[level] = statistics.median(runs)
+            each = ", ".join(f"{e:.3f}" for e in runs)
+            print(f"in flight {level:4d}: ideal {ideal:7.1f} tickets/s, ", end="")
+            print(f"efficiency {efficiency[level]:.3f} (runs {each})", flush=True)
         if 256 in efficiency:
             figure("concurrency_efficiency", efficiency[256])
 
