@@ -626,26 +626,40 @@ class Gateway:
         of inputs). Per call, the event loop builds, sends and reads a request and decodes its JSON,
         and while it does, every other answer in flight waits: at 32 events a batch that wait, not
         the provider, was what slowed a stage. Each event still gets its own trace, with the call's
-        input tokens (and so its cost) split by input length. Exact-cache hits are served first;
-        restricted data and every request of a batch call that failed take the one-request path,
-        which has the retries and the fallbacks."""
+        input tokens (and so its cost) split by input length. Exact-cache hits are served first, and
+        a text a tenant sends twice in one batch is sent once (the twin is traced as coalesced, as
+        on the one-request path). Restricted data and every request of a batch call that failed
+        take the one-request path, which has the retries and the fallbacks."""
         task_policy = policy.task(requests[0].task)
         out: list[ModelResponse | GatewayError | None] = [None] * len(requests)
         tenants: dict[str, list[int]] = {}
+        firsts: dict[tuple[str, tuple[str, ...]], int] = {}
+        twins: list[tuple[int, int]] = []  # (request, the earlier request with the same inputs)
         for i, req in enumerate(requests):
             if req.context.sensitivity == "restricted":
                 continue
             cached = self._cached(req, task_policy, traces)
             if cached is not None:
                 out[i] = cached
+                continue
+            first = firsts.setdefault((req.context.tenant_id, req.inputs), i)
+            if first != i:
+                twins.append((i, first))  # sent once, as the one-request path coalesces them
             else:
                 tenants.setdefault(req.context.tenant_id, []).append(i)
-        batched = {i for group in tenants.values() for i in group}
-        alone = [i for i, answer in enumerate(out) if answer is None and i not in batched]
+        waiting = {i for group in tenants.values() for i in group} | {i for i, _ in twins}
+        alone = [i for i, answer in enumerate(out) if answer is None and i not in waiting]
+        started, t0 = datetime.now(UTC), time.perf_counter()
         await asyncio.gather(
             *(self._embed_group(requests, group, route, policy, traces, out) for group in tenants.values()),
             *(self._serve_into(requests[i], traces, out, i) for i in alone),
         )
+        for i, first in twins:
+            answer = out[first]
+            if isinstance(answer, ModelResponse):
+                out[i] = self._reuse(requests[i], answer, "coalesced", started, t0, traces)
+            else:
+                await self._serve_into(requests[i], traces, out, i)
         answered: list[ModelResponse | GatewayError] = []
         for answer in out:
             assert answer is not None, "every request of the batch is answered"

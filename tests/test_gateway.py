@@ -863,6 +863,27 @@ async def test_a_failed_embedding_batch_call_is_traced_then_each_event_goes_on_a
     await gateway.aclose()
 
 
+async def test_a_text_sent_twice_in_a_batch_is_embedded_once_per_tenant(
+    tmp_path: Path, fake: FakeProvider
+) -> None:
+    gateway = make_gateway(tmp_path, fake, EMBED_BATCH)
+    texts = ["pin blocked", "top up failed", "pin blocked", "pin blocked"]
+    requests = embed_requests(texts, ["acme", "acme", "acme", "globex"])
+    traces: list[dict[str, Any]] = []
+
+    answers = await gateway.run(requests, traces)
+
+    sent = sorted(sorted(r.body["input"]) for r in fake.received("cheap"))
+    assert sent == [["pin blocked"], ["pin blocked", "top up failed"]]  # tenants never share a call
+    twin = next(t for t in traces if t["event_id"] == requests[2].context.event_id)
+    assert twin["cache_status"] == "coalesced" and twin["cost_usd"] == 0
+    assert twin["gen_ai_usage_input_tokens"] == 0
+    first, second = answers[0], answers[2]
+    assert not isinstance(first, GatewayError) and not isinstance(second, GatewayError)
+    assert (first.output == second.output).all()
+    await gateway.aclose()
+
+
 def test_split_by_weight_adds_up_and_follows_the_weights() -> None:
     from gateway.gateway import split_by_weight
 
