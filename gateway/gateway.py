@@ -60,6 +60,10 @@ from gateway.tracing import AttemptFacts, trace_record
 
 log = structlog.get_logger(__name__)
 TraceRecord = dict[str, Any]
+MAX_BATCH_INPUTS = 256
+"""Inputs per batched embeddings request at most: a batch of long documents (a request per
+document, one input per chunk) is split across calls, well below providers' per-request caps
+(OpenAI: 2,048 inputs)."""
 BREAKER_NEUTRAL = (ContentRejected, ContextOverflow, BreakerOpen, OverCostCap, DeadlineExceeded)
 """Errors about the request or our own limits, not the provider's health: not counted by breakers."""
 
@@ -622,17 +626,20 @@ class Gateway:
     async def _run_remote_embed_batch(
         self, requests: Sequence[ModelRequest], route: Route, policy: Policy, traces: list[TraceRecord]
     ) -> list[ModelResponse | GatewayError]:
-        """One embeddings request per tenant instead of one per event (OpenAI-style APIs take a list
-        of inputs). Per call, the event loop builds, sends and reads a request and decodes its JSON,
-        and while it does, every other answer in flight waits: at 32 events a batch that wait, not
-        the provider, was what slowed a stage. Each event still gets its own trace, with the call's
-        input tokens (and so its cost) split by input length. Exact-cache hits are served first, and
-        a text a tenant sends twice in one batch is sent once (the twin is traced as coalesced, as
-        on the one-request path). Restricted data and every request of a batch call that failed
-        take the one-request path, which has the retries and the fallbacks."""
+        """One embeddings request per tenant (up to MAX_BATCH_INPUTS inputs) instead of one per
+        event: OpenAI-style APIs take a list of inputs. Per call, the event loop builds, sends and
+        reads a request and decodes its JSON, and meanwhile every other answer in flight waits: at
+        32 events a batch that wait, not the provider, was what slowed a stage. Each event still
+        gets its own trace, with the call's input tokens (and so its cost) split by input length.
+        Exact-cache hits are served first, and a text a tenant sends twice in one batch is sent
+        once (the twin is traced as coalesced, as on the one-request path). Restricted data and
+        every request of a batch call that failed take the one-request path, which has the retries
+        and the fallbacks."""
         task_policy = policy.task(requests[0].task)
         out: list[ModelResponse | GatewayError | None] = [None] * len(requests)
-        tenants: dict[str, list[int]] = {}
+        groups: list[list[int]] = []  # one call each: one tenant, at most MAX_BATCH_INPUTS inputs
+        tenants: dict[str, list[int]] = {}  # each tenant's group still open
+        inputs: dict[int, int] = {}  # inputs per group, by id(group)
         firsts: dict[tuple[str, tuple[str, ...]], int] = {}
         twins: list[tuple[int, int]] = []  # (request, the earlier request with the same inputs)
         for i, req in enumerate(requests):
@@ -645,13 +652,19 @@ class Gateway:
             first = firsts.setdefault((req.context.tenant_id, req.inputs), i)
             if first != i:
                 twins.append((i, first))  # sent once, as the one-request path coalesces them
-            else:
-                tenants.setdefault(req.context.tenant_id, []).append(i)
-        waiting = {i for group in tenants.values() for i in group} | {i for i, _ in twins}
+                continue
+            open_group = tenants.get(req.context.tenant_id)
+            if open_group is None or inputs[id(open_group)] + len(req.inputs) > MAX_BATCH_INPUTS:
+                open_group = tenants[req.context.tenant_id] = []
+                groups.append(open_group)
+                inputs[id(open_group)] = 0
+            open_group.append(i)
+            inputs[id(open_group)] += len(req.inputs)
+        waiting = {i for group in groups for i in group} | {i for i, _ in twins}
         alone = [i for i, answer in enumerate(out) if answer is None and i not in waiting]
         started, t0 = datetime.now(UTC), time.perf_counter()
         await asyncio.gather(
-            *(self._embed_group(requests, group, route, policy, traces, out) for group in tenants.values()),
+            *(self._embed_group(requests, group, route, policy, traces, out) for group in groups),
             *(self._serve_into(requests[i], traces, out, i) for i in alone),
         )
         for i, first in twins:

@@ -884,6 +884,25 @@ async def test_a_text_sent_twice_in_a_batch_is_embedded_once_per_tenant(
     await gateway.aclose()
 
 
+async def test_a_tenants_embeddings_batch_is_split_at_the_input_cap(
+    tmp_path: Path, fake: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.gateway import ad_hoc_context
+    from gateway.models import ModelRequest
+
+    monkeypatch.setattr("gateway.gateway.MAX_BATCH_INPUTS", 4)
+    gateway = make_gateway(tmp_path, fake, EMBED_BATCH)
+    document = ModelRequest("embed", ad_hoc_context("acme", "embed"), parts=("one", "two", "three"))
+    requests = [document, *embed_requests(TICKETS[:3], ["acme"] * 3)]
+    traces: list[dict[str, Any]] = []
+
+    answers = await gateway.run(requests, traces)
+
+    assert sorted(len(r.body["input"]) for r in fake.received("cheap")) == [2, 4]  # 3 + 1, then 2
+    assert [a.output.shape[0] for a in answers if not isinstance(a, GatewayError)] == [3, 1, 1, 1]
+    await gateway.aclose()
+
+
 def test_split_by_weight_adds_up_and_follows_the_weights() -> None:
     from gateway.gateway import split_by_weight
 
