@@ -1,7 +1,8 @@
-"""A provider outage: the fake provider answers 503 for 60 s while tickets flow. Events whose summary
-could not be made go through the retry topic, and complete once the provider is back; none reach the
-DLQ while they have attempts left. The worker is the real one, in its own process, with the policy
-routing the summarize step to the fake provider over HTTP."""
+"""A provider outage: the fake provider answers 503 for 60 s while tickets flow. Events whose
+embedding or summary could not be made go through the retry topic, and complete once the provider is
+back; none reach the DLQ while they have attempts left. The worker is the real one, in its own
+process, with the policy routing the retrieve step's embeddings (one request per batch) and the
+summarize step to the fake provider over HTTP."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ TICKETS = 120
 def remote_summaries(path: Path, url: str) -> Path:
     local = "\n".join(
         f'[tasks.{task}]\ndeadline_s = 120\nroutes = [{{ provider = "local" }}]\n'
-        for task in ("embed", "classify_intent", "classify_topic", "extract")
+        for task in ("classify_intent", "classify_topic", "extract")
     )
     path.write_text(
         f"""
@@ -44,6 +45,9 @@ kind = "openai"
 base_url = "{url}/v1"
 timeout_s = 5
 {local}
+[tasks.embed]
+deadline_s = 4
+routes = [{{ provider = "llm", model = "embedder", retries = 1, dimensions = 384 }}]
 [tasks.summarize]
 deadline_s = 4
 system = "Summarize the ticket in one sentence."
@@ -137,3 +141,6 @@ def test_events_wait_out_a_provider_outage_and_complete(
     assert dead == {}
     assert set(results) == want
     assert provider.count(status=200) >= TICKETS
+    # the retrieve step's embeddings went out a batch per request, in the outage and after it
+    batches = [len(r.body["input"]) for r in provider.received("embedder")]
+    assert max(batches) > 1 and sum(batches) >= TICKETS
