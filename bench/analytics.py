@@ -19,11 +19,13 @@ included) until its insert counter reaches the number of records; the row count 
 checked afterwards. Raw: the same records turned into rows by ``trace_row`` beforehand (not timed)
 and inserted with ``ClickHouseClient.insert`` (clickhouse-connect) into another fresh, migrated
 database, timed over the inserts only, in batches of ``--raw-batch`` rows (default: the sink's own
-batch size, so the two sides make the same inserts and the ratio is the price of the Kafka path:
-fetch, envelope/Avro decode, row building, commit). The ratio is sink rows/s ÷ raw rows/s. Both
-sides start with the heap frozen out of the garbage collector's full passes, as ``riverbed sink``
-does (streams/memory.py), and the raw rows are kept pickled while the sink runs.
-Where the sink's time goes is printed too: fetch only, decode + ``trace_row`` only, and the insert.
+batch size, so the two sides make the same number of inserts and the ratio is the price of the
+Kafka path: fetch, envelope checks, the Avro container, ClickHouse decoding it, commit). The
+ratio is sink rows/s ÷ raw rows/s. Both sides start with the heap frozen out of the garbage
+collector's full passes, as ``riverbed sink`` does (streams/memory.py), and the raw rows are kept
+pickled while the sink runs.
+Where the sink's time goes is printed too: fetch only, the envelope checks and Avro container
+building only, and the Avro insert.
 
 ``report_query_max_s``: ``--report-rows`` traces (plus ``--redelivered`` extra copies of some of
 them with a later ``ingested_at``, as a replaying sink writes them, so ``FINAL`` has real work to
@@ -83,6 +85,7 @@ from gateway.redact import Redactor
 from gateway.tracing import OPERATION_NAMES, uuid5_str
 from sinks.clickhouse import (
     RESULT_COLUMNS,
+    TRACE_AVRO_COLUMNS,
     TRACE_COLUMNS,
     ClickHouseClient,
     connect,
@@ -92,8 +95,9 @@ from sinks.clickhouse import (
 )
 from sinks.compaction import compact_closed_days
 from sinks.report import SECTIONS, ReportScope, report_parameters, section_rows
-from sinks.service import ClickHouseSink
+from sinks.service import SINK_MAX_BYTES, ClickHouseSink
 from streams import envelope as env
+from streams.codec import container_file
 from streams.config import Settings
 from streams.memory import freeze_startup_heap
 from streams.publish import read_rows
@@ -509,15 +513,14 @@ async def fetch_all(settings: Settings, count: int, batch: int) -> tuple[float, 
         await consumer.stop()
 
 
-def decode_rows(records: Sequence[Any]) -> list[tuple[Any, ...]]:
-    """What the sink does per trace record between fetch and insert (ClickHouseSink._buffer)."""
-    now = datetime.now(UTC)
-    return [
-        trace_row(
-            env.decode_event(r.topic, r.value, env.header_map(r.headers), max_bytes=64 * 2**20).data, now
-        )
-        for r in records
+def checked_containers(records: Sequence[Any], batch: int) -> list[bytes]:
+    """What the sink does with trace records between fetch and insert (ClickHouseSink._buffer and
+    _insert_traces): the envelope checks on each, then the undecoded values of each batch wrapped
+    in one Avro container file."""
+    values = [
+        env.check_envelope(r.topic, r.value, env.header_map(r.headers), SINK_MAX_BYTES) for r in records
     ]
+    return [container_file(AI_TRACES, values[i : i + batch]) for i in range(0, len(values), batch)]
 
 
 def timed_inserts(
@@ -632,20 +635,23 @@ def breakdown(settings: Settings, rows: int, batch: int) -> None:
     """The sink's three stages one at a time, on the same records: where its time goes."""
     fetch_s, fetched = asyncio.run(fetch_all(settings, rows, batch))
     t0 = time.perf_counter()
-    decoded = decode_rows(fetched)
-    decode_s = time.perf_counter() - t0
+    containers = checked_containers(fetched, batch)
+    check_s = time.perf_counter() - t0
     del fetched
     with connect(settings.effective_clickhouse_dsn, "ingest_breakdown") as db:
         migrate(db)
-        insert_s = timed_inserts(db, "traces", decoded, TRACE_COLUMNS, batch)
+        t0 = time.perf_counter()
+        for container in containers:
+            db.insert_avro("traces", TRACE_AVRO_COLUMNS, container)
+        insert_s = time.perf_counter() - t0
         db.command(f"DROP DATABASE `{db.database}`")
-    del decoded
-    total = fetch_s + decode_s + insert_s
+    del containers
+    total = fetch_s + check_s + insert_s
     per_row = 1e6 / rows
     print(
         f"sink stages, one at a time over the same {rows:,} records: fetch {fetch_s:.2f}s "
-        f"({fetch_s * per_row:.1f} us/row), envelope+Avro decode+trace_row {decode_s:.2f}s "
-        f"({decode_s * per_row:.1f} us/row), insert in batches of {batch:,} {insert_s:.2f}s "
+        f"({fetch_s * per_row:.1f} us/row), envelope checks + Avro container {check_s:.2f}s "
+        f"({check_s * per_row:.1f} us/row), Avro insert in batches of {batch:,} {insert_s:.2f}s "
         f"({insert_s * per_row:.1f} us/row); sum {total:.2f}s",
         flush=True,
     )
