@@ -226,11 +226,9 @@ class Gateway:
         policy = self.policy
         task_policy = policy.task(req.task)
         key = self._cache_key(req)
-        if task_policy.cache_ttl_s is not None:
-            started, t0 = datetime.now(UTC), time.perf_counter()
-            cached = self._cache.get(key)
-            if cached is not None:
-                return self._reuse(req, cached, "hit", started, t0, traces)
+        cached = self._cached(key, req, task_policy, traces)
+        if cached is not None:
+            return cached
         started, t0 = datetime.now(UTC), time.perf_counter()
         semantic = self._semantic if task_policy.semantic_threshold is not None else None
         vector: Sequence[float] = ()
@@ -638,41 +636,42 @@ class Gateway:
         task_policy = policy.task(requests[0].task)
         out: list[ModelResponse | GatewayError | None] = [None] * len(requests)
         groups: list[list[int]] = []  # one call each: one tenant, at most MAX_BATCH_INPUTS inputs
-        tenants: dict[str, list[int]] = {}  # each tenant's group still open
-        inputs: dict[int, int] = {}  # inputs per group, by id(group)
+        open_group: dict[str, list[int]] = {}  # per tenant, the group still taking requests
+        open_inputs: dict[str, int] = {}  # and how many inputs it holds
         firsts: dict[tuple[str, tuple[str, ...]], int] = {}
         twins: list[tuple[int, int]] = []  # (request, the earlier request with the same inputs)
+        alone: list[int] = []
         for i, req in enumerate(requests):
+            tenant = req.context.tenant_id
             if req.context.sensitivity == "restricted":
+                alone.append(i)
                 continue
-            cached = self._cached(req, task_policy, traces)
+            cached = self._cached(self._cache_key(req), req, task_policy, traces)
             if cached is not None:
                 out[i] = cached
                 continue
-            first = firsts.setdefault((req.context.tenant_id, req.inputs), i)
+            first = firsts.setdefault((tenant, req.inputs), i)
             if first != i:
                 twins.append((i, first))  # sent once, as the one-request path coalesces them
                 continue
-            open_group = tenants.get(req.context.tenant_id)
-            if open_group is None or inputs[id(open_group)] + len(req.inputs) > MAX_BATCH_INPUTS:
-                open_group = tenants[req.context.tenant_id] = []
-                groups.append(open_group)
-                inputs[id(open_group)] = 0
-            open_group.append(i)
-            inputs[id(open_group)] += len(req.inputs)
-        waiting = {i for group in groups for i in group} | {i for i, _ in twins}
-        alone = [i for i, answer in enumerate(out) if answer is None and i not in waiting]
+            if tenant not in open_group or open_inputs[tenant] + len(req.inputs) > MAX_BATCH_INPUTS:
+                open_group[tenant], open_inputs[tenant] = [], 0
+                groups.append(open_group[tenant])
+            open_group[tenant].append(i)
+            open_inputs[tenant] += len(req.inputs)
         started, t0 = datetime.now(UTC), time.perf_counter()
         await asyncio.gather(
             *(self._embed_group(requests, group, route, policy, traces, out) for group in groups),
             *(self._serve_into(requests[i], traces, out, i) for i in alone),
         )
+        orphans = []  # twins of a request that failed: each finds out alone
         for i, first in twins:
             answer = out[first]
             if isinstance(answer, ModelResponse):
                 out[i] = self._reuse(requests[i], answer, "coalesced", started, t0, traces)
             else:
-                await self._serve_into(requests[i], traces, out, i)
+                orphans.append(i)
+        await asyncio.gather(*(self._serve_into(requests[i], traces, out, i) for i in orphans))
         answered: list[ModelResponse | GatewayError] = []
         for answer in out:
             assert answer is not None, "every request of the batch is answered"
@@ -680,12 +679,14 @@ class Gateway:
         return answered
 
     def _cached(
-        self, req: ModelRequest, task_policy: TaskPolicy, traces: list[TraceRecord]
+        self, key: str, req: ModelRequest, task_policy: TaskPolicy, traces: list[TraceRecord]
     ) -> ModelResponse | None:
+        """The exact cache's answer under ``key``, traced as a hit; None when the task is not
+        cached or nothing is stored."""
         if task_policy.cache_ttl_s is None:
             return None
         started, t0 = datetime.now(UTC), time.perf_counter()
-        hit = self._cache.get(self._cache_key(req))
+        hit = self._cache.get(key)
         return None if hit is None else self._reuse(req, hit, "hit", started, t0, traces)
 
     def _cache_key(self, req: ModelRequest) -> str:
