@@ -110,6 +110,9 @@ async def pipeline_figures(
         rates = []
         # Where the CPU goes during the passes (the broker shares the two cores with the worker).
         cpu = {name: psutil.Process(pid) for name, pid in (("worker", worker_pid), ("broker", broker_pid))}
+        store = vector_store_process(worker_pid)
+        if store is not None:
+            cpu["vector store"] = store
         cpu_before = {name: sum(p.cpu_times()[:2]) for name, p in cpu.items()}
         for run_no, rows in enumerate(pass_rows):
             # Never the same texts twice: the worker memoises embeddings by text, so a repeated
@@ -141,11 +144,14 @@ async def pipeline_figures(
         # series is printed so the shape can be checked. Region and PSS snapshots (a full smaps
         # read each) are taken at the start of each half-window.
         samples: list[tuple[int, int]] = []
+        store_samples: list[tuple[int, int]] = []
         snapshots: dict[str, tuple[int, dict[str, int]]] = {}
         marks = {"first": window // 2, "last": rss_events - window // 2}
 
         def sample(done: int) -> None:
             samples.append((done, worker.memory_info().rss))
+            if store is not None:
+                store_samples.append((done, store.memory_info().rss))
             for name, at in marks.items():
                 if name not in snapshots and done >= at:
                     regions = resident_by_region(worker_pid, settings.data_dir)
@@ -177,10 +183,30 @@ async def pipeline_figures(
         )
         print(f"worker RSS by region, at {marks['first']:,} events -> at {marks['last']:,}:")
         print_growth(regions_first, regions_last)
+        if store is not None:
+            # The embedded vector store runs in a child of the worker (qdrant_edge_isolated): its
+            # growth is the stored points, not the worker's, but it is printed so the two can be
+            # read together.
+            store_first = statistics.median(r for d, r in store_samples if marks["first"] <= d < window)
+            store_last = statistics.median(r for d, r in store_samples if marks["last"] <= d < rss_events)
+            both_first, both_last = rss_first + store_first, rss_last + store_last
+            print(
+                f"vector store process RSS: {store_first / 2**20:.1f} -> {store_last / 2**20:.1f} MiB; "
+                f"worker + store {both_first / 2**20:.1f} -> {both_last / 2**20:.1f} MiB "
+                f"(growth {(both_last - both_first) / both_first * 100:.1f} %)"
+            )
         figure("rss_growth_pct", growth)
     finally:
         await watcher.stop()
     return rates
+
+
+def vector_store_process(worker_pid: int) -> psutil.Process | None:
+    """The worker's child that owns the embedded vector store, if it runs one."""
+    for child in psutil.Process(worker_pid).children():
+        if "sinks.vectors.isolated" in " ".join(child.cmdline()):
+            return child
+    return None
 
 
 def main() -> None:

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
         description="Embedded store only: flush segments this often while it is written to, so its "
         "write-ahead log stays bounded (0 = after every write).",
     )
+    qdrant_edge_isolated: bool = Field(
+        default=True,
+        description="Embedded store only: the worker runs the qdrant-edge shard in a child process, "
+        "because the engine holds the GIL while it searches and would stall the worker's event loop.",
+    )
     app_id: str = Field(default="riverbed", description="Faust app id = consumer group prefix.")
     topic_partitions: int = Field(default=4, ge=1)
     kafka_empty_fetch_floor_ms: int = Field(

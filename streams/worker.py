@@ -102,6 +102,7 @@ class WorkerRuntime:
             path=settings.qdrant_path,
             collection=settings.qdrant_collection,
             flush_interval_s=settings.qdrant_flush_interval_s,
+            isolated=settings.qdrant_edge_isolated,
         )
         vectors.ensure_collection(provider.embedder.dimensions)
         if settings.shadow:

@@ -1,8 +1,9 @@
-"""Contract tests for the vector-store port, run identically against both adapters.
+"""Contract tests for the vector-store port, run identically against every adapter.
 
-Workflows switch between the embedded qdrant-edge shard and a Qdrant server by configuration
-alone, so the two adapters must agree on ranking, scores, tenant isolation, filters and
-overwrite semantics. Every contract test below is parametrized over both.
+Workflows switch between the embedded qdrant-edge shard (in process, or in a child process of its
+own) and a Qdrant server by configuration alone, so the adapters must agree on ranking, scores,
+tenant isolation, filters and overwrite semantics. Every contract test below is parametrized over
+all three.
 
 There is no Qdrant server binary on development machines, so the server adapter runs against
 qdrant-client's in-process ``:memory:`` mode (``ServerVectorStore.in_memory``). That exercises our
@@ -12,6 +13,10 @@ server-only features such as payload indexes (local mode ignores them).
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,18 +24,22 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import psutil
 import pytest
 
-import sinks.vectors
+import sinks.vectors.server
 from sinks.vectors import (
     EdgeVectorStore,
+    IsolatedVectorStore,
     SearchQuery,
     ServerVectorStore,
     VectorPoint,
     VectorStore,
+    VectorStoreProcessError,
     open_vector_store,
     point_id,
 )
+from tests.conftest import wait_until
 
 DIM = 384
 COLLECTION = "riverbed_test"
@@ -73,10 +82,12 @@ def make_point(
 def open_adapter(kind: str, tmp_path: Path) -> VectorStore:
     if kind == "edge":
         return EdgeVectorStore(tmp_path / "qdrant", COLLECTION)
+    if kind == "isolated":
+        return IsolatedVectorStore(tmp_path / "qdrant", COLLECTION)
     return ServerVectorStore.in_memory(COLLECTION)
 
 
-@pytest.fixture(params=["edge", "server"])
+@pytest.fixture(params=["edge", "isolated", "server"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorStore]:
     opened = open_adapter(str(request.param), tmp_path)
     opened.ensure_collection(DIM)
@@ -352,6 +363,79 @@ def test_edge_requires_ensure_collection_for_a_new_path(tmp_path: Path) -> None:
 # -- ids, points and adapter selection -------------------------------------------------------------
 
 
+# -- isolated only: the shard's process follows its owner -----------------------------------------
+
+_HOLDER = """
+import sys
+from pathlib import Path
+import numpy as np
+from sinks.vectors import IsolatedVectorStore, VectorPoint, point_id
+store = IsolatedVectorStore(Path(sys.argv[1]), sys.argv[2])
+store.ensure_collection(8)
+vectors = np.random.default_rng(1).standard_normal((50, 8)).astype(np.float32)
+store.upsert([
+    VectorPoint(point_id("t", str(i)), v, {"tenant_id": "t", "kind": "chunk", "source_id": str(i)})
+    for i, v in enumerate(vectors)
+])
+print(store.pid, flush=True)
+sys.stdin.read()  # hold the store until killed
+"""
+
+
+def test_isolated_shard_is_released_when_its_owner_is_killed(tmp_path: Path) -> None:
+    """A worker killed with -9 never calls close(); its child must still let the next worker in,
+    with every acknowledged write kept."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(tmp_path / "qdrant"), COLLECTION],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        child_pid = int(holder.stdout.readline())
+        assert psutil.pid_exists(child_pid)
+        blocked = EdgeVectorStore(tmp_path / "qdrant", COLLECTION)
+        with pytest.raises(RuntimeError, match="another process"):
+            blocked.count()
+        blocked.close()
+        holder.kill()
+        holder.wait(timeout=10)
+        wait_until(lambda: not psutil.pid_exists(child_pid), 10, "the orphaned shard process to exit")
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+    successor = EdgeVectorStore(tmp_path / "qdrant", COLLECTION)
+    try:
+        assert successor.count() == 50
+    finally:
+        successor.close()
+
+
+def test_isolated_store_reports_a_dead_shard_process(tmp_path: Path) -> None:
+    store = IsolatedVectorStore(tmp_path / "qdrant", COLLECTION)
+    store.ensure_collection(DIM)
+    os.kill(store.pid, signal.SIGKILL)
+    try:
+        with pytest.raises(VectorStoreProcessError, match="is gone"):
+            store.count()
+    finally:
+        store.close()  # still returns: nothing is left to flush
+
+
+def test_isolated_store_keeps_the_engines_error_types(tmp_path: Path) -> None:
+    store = IsolatedVectorStore(tmp_path / "qdrant", COLLECTION)
+    try:
+        with pytest.raises(RuntimeError, match="ensure_collection"):
+            store.count()  # a new path and no collection yet: the edge adapter's own message
+        store.ensure_collection(DIM)
+        with pytest.raises(ValueError, match="dimensions"):
+            store.search([0.1] * (DIM - 1), tenant_id=TENANT_A, limit=1)
+        assert store.count() == 0  # the child survives its callers' mistakes
+    finally:
+        store.close()
+
+
 def test_point_id_is_deterministic_uuid() -> None:
     first = point_id(TENANT_A, "doc-1", "3")
     assert first == point_id(TENANT_A, "doc-1", "3")
@@ -386,6 +470,18 @@ def test_open_vector_store_without_url_is_embedded(url: str, tmp_path: Path) -> 
         opened.close()
 
 
+def test_open_vector_store_isolated_runs_the_shard_in_a_child(tmp_path: Path) -> None:
+    opened = open_vector_store(qdrant_url="", path=tmp_path, collection=COLLECTION, isolated=True)
+    try:
+        assert isinstance(opened, IsolatedVectorStore)
+        assert psutil.Process(opened.pid).ppid() == os.getpid()
+        opened.ensure_collection(DIM)
+        assert (tmp_path / COLLECTION / "edge_config.json").is_file()
+    finally:
+        opened.close()
+    assert not psutil.pid_exists(opened.pid)
+
+
 def test_open_vector_store_with_url_is_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # A real remote client would start a background version check against a server we do not have.
     calls: list[tuple[str, str, str | None]] = []
@@ -394,7 +490,7 @@ def test_open_vector_store_with_url_is_server(monkeypatch: pytest.MonkeyPatch, t
         calls.append((url, collection, api_key))
         return ServerVectorStore.in_memory(collection)
 
-    monkeypatch.setattr(sinks.vectors, "ServerVectorStore", fake_server)
+    monkeypatch.setattr(sinks.vectors.server, "ServerVectorStore", fake_server)
     opened = open_vector_store(
         qdrant_url=" http://qdrant:6333 ", path=tmp_path, collection=COLLECTION, api_key="k"
     )
