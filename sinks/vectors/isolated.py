@@ -7,7 +7,7 @@ server does not have that problem because it is another process; this adapter gi
 shard the same property. The calling thread waits on a socket, which releases the GIL, while a
 child process owns the shard and does the scanning.
 
-The child is a plain ``python -m sinks.vectors.isolated`` rather than a ``multiprocessing``
+The child is a plain ``python -m sinks.vectors.shard_process`` rather than a ``multiprocessing``
 spawn: a spawned child re-imports the parent's ``__main__`` (the whole CLI, spaCy included), and
 this one needs only the engine. It ends when its socket closes, so a worker killed with ``kill -9``
 does not leave an owner of the shard behind: the child flushes, releases the directory lock and
@@ -16,29 +16,23 @@ exits.
 
 from __future__ import annotations
 
-import contextlib
-import pickle
-import signal
 import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import structlog
 
 from sinks.vectors.base import SearchQuery, VectorHit, VectorPoint, VectorStore
-from sinks.vectors.edge import DEFAULT_FLUSH_INTERVAL_S, EdgeVectorStore
+from sinks.vectors.edge import DEFAULT_FLUSH_INTERVAL_S
 
 CLOSE_TIMEOUT_S = 30.0
-# A worker restarted right after a crash may start before its predecessor's child has noticed
-# the closed socket and released the shard; the new child waits this long for the lock.
-LOCK_WAIT_S = 10.0
-_LOCKED_MARK = "open in another process"
+log = structlog.get_logger(__name__)
 
 
 class VectorStoreProcessError(RuntimeError):
@@ -50,33 +44,31 @@ class IsolatedVectorStore(VectorStore):
 
     Calls from several threads are serialized (the shard serializes them anyway, under the GIL).
     Errors raised by the shard in the child (a wrong dimension, a locked directory) are raised here
-    with their own type; a dead child raises ``VectorStoreProcessError``.
+    with their own type. A child that dies fails the call in flight with
+    ``VectorStoreProcessError``, and the next call starts a new one.
     """
 
     def __init__(
         self, path: Path, collection: str, *, flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S
     ) -> None:
+        self._args = [str(Path(path)), collection, repr(float(flush_interval_s))]
+        self._lock = threading.Lock()
+        self._closed = False
+        self._dimensions: int | None = None
+        self._description = f"IsolatedVectorStore(path={Path(path)!s}, collection={collection!r})"
+        self._process, self._conn = self._spawn()
+
+    def _spawn(self) -> tuple[subprocess.Popen[bytes], Connection]:
         ours, theirs = socket.socketpair()
         try:
-            self._process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "sinks.vectors.isolated",
-                    str(theirs.fileno()),
-                    str(Path(path)),
-                    collection,
-                    repr(float(flush_interval_s)),
-                ],
+            process = subprocess.Popen(
+                [sys.executable, "-m", "sinks.vectors.shard_process", str(theirs.fileno()), *self._args],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
             )
         finally:
             theirs.close()
-        self._conn = Connection(ours.detach())
-        self._lock = threading.Lock()
-        self._closed = False
-        self._description = f"IsolatedVectorStore(path={Path(path)!s}, collection={collection!r})"
+        return process, Connection(ours.detach())
 
     @property
     def pid(self) -> int:
@@ -85,6 +77,7 @@ class IsolatedVectorStore(VectorStore):
 
     def ensure_collection(self, dimensions: int) -> None:
         self._call("ensure_collection", dimensions)
+        self._dimensions = dimensions
 
     def upsert(self, points: Sequence[VectorPoint]) -> None:
         if points:
@@ -143,17 +136,33 @@ class IsolatedVectorStore(VectorStore):
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"{self!r} is closed")
+            if self._process.poll() is not None:
+                self._restart()
             try:
                 self._conn.send((method, args, {}))
                 ok, value = self._conn.recv()
             except (EOFError, OSError) as exc:
-                code = self._process.poll()
+                # The call in flight is lost with the child (its caller retries the batch); the
+                # next call starts a new child instead of failing every batch after this one.
+                code = self._process.wait()
                 raise VectorStoreProcessError(
                     f"{self!r}: the shard's process {self._process.pid} is gone (exit code {code})"
                 ) from exc
         if ok:
             return value
         raise value
+
+    def _restart(self) -> None:
+        """Start a new child after the last one died; it reopens the shard from disk (the WAL
+        holds every write it acknowledged)."""
+        log.warning("vector_store_process_restarted", died=self._process.pid, exit_code=self._process.poll())
+        self._conn.close()
+        self._process, self._conn = self._spawn()
+        if self._dimensions is not None:
+            self._conn.send(("ensure_collection", (self._dimensions,), {}))
+            ok, value = self._conn.recv()
+            if not ok:
+                raise value
 
 
 def _plain_vector(vector: Sequence[float]) -> Any:
@@ -163,77 +172,3 @@ def _plain_vector(vector: Sequence[float]) -> Any:
 
 def _plain_point(point: VectorPoint) -> VectorPoint:
     return VectorPoint(id=point.id, vector=_plain_vector(point.vector), payload=point.payload)
-
-
-# -- the child ------------------------------------------------------------------------------------
-
-
-def _open(store: EdgeVectorStore, dimensions: int) -> None:
-    deadline = time.monotonic() + LOCK_WAIT_S
-    while True:
-        try:
-            store.ensure_collection(dimensions)
-            return
-        except RuntimeError as exc:
-            if _LOCKED_MARK not in str(exc) or time.monotonic() >= deadline:
-                raise
-            time.sleep(0.2)
-
-
-def _answer(store: EdgeVectorStore, method: str, args: tuple[Any, ...]) -> Any:
-    if method == "ensure_collection":
-        return _open(store, *args)
-    if method in {"upsert", "search_many", "count", "flush"}:
-        return getattr(store, method)(*args)
-    raise ValueError(f"unknown vector store call {method!r}")
-
-
-def _picklable(exc: BaseException) -> BaseException:
-    try:
-        pickle.loads(pickle.dumps(exc))
-    except Exception:
-        return RuntimeError(f"{type(exc).__name__}: {exc}")
-    return exc
-
-
-def serve(conn: Connection, store: EdgeVectorStore) -> None:
-    """Answer calls until the parent says close or goes away; then flush and release the shard."""
-    try:
-        while True:
-            try:
-                method, args, _ = conn.recv()
-            except (EOFError, OSError):
-                return  # the parent is gone (crashed or killed): release the shard for the next one
-            if method == "close":
-                try:
-                    store.close()
-                    conn.send((True, None))
-                except Exception as exc:
-                    conn.send((False, _picklable(exc)))
-                return
-            try:
-                reply: tuple[bool, Any] = (True, _answer(store, method, args))
-            except Exception as exc:
-                reply = (False, _picklable(exc))
-            try:
-                conn.send(reply)
-            except OSError:
-                return
-    finally:
-        with contextlib.suppress(Exception):
-            store.close()
-
-
-def main(argv: Sequence[str]) -> None:
-    fd, path, collection, flush_interval_s = argv
-    conn = Connection(int(fd))
-    serve(conn, EdgeVectorStore(Path(path), collection, flush_interval_s=float(flush_interval_s)))
-    conn.close()
-
-
-if __name__ == "__main__":
-    # The child lives exactly as long as its socket: a Ctrl-C or SIGTERM meant for the worker's
-    # process group must not take the shard away while the worker drains its in-flight events.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    main(sys.argv[1:])
