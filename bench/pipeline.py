@@ -146,6 +146,7 @@ async def pipeline_figures(
         samples: list[tuple[int, int]] = []
         store_samples: list[tuple[int, int]] = []
         snapshots: dict[str, tuple[int, dict[str, int]]] = {}
+        store_snapshots: dict[str, dict[str, int]] = {}
         marks = {"first": window // 2, "last": rss_events - window // 2}
 
         def sample(done: int) -> None:
@@ -156,6 +157,8 @@ async def pipeline_figures(
                 if name not in snapshots and done >= at:
                     regions = resident_by_region(worker_pid, settings.data_dir)
                     snapshots[name] = (worker.memory_full_info().pss, regions)
+                    if store is not None:
+                        store_snapshots[name] = resident_by_region(store.pid, settings.data_dir)
 
         bulk = await publish(settings.kafka_bootstrap, bulk_drafts(test_rows, rss_events, "R"))
         await watcher.wait_for({p.event_id for p in bulk}, timeout_s=3600, on_progress=sample)
@@ -195,6 +198,8 @@ async def pipeline_figures(
                 f"worker + store {both_first / 2**20:.1f} -> {both_last / 2**20:.1f} MiB "
                 f"(growth {(both_last - both_first) / both_first * 100:.1f} %)"
             )
+            print(f"vector store process RSS by region, {marks['first']:,} -> {marks['last']:,} events:")
+            print_growth(store_snapshots["first"], store_snapshots["last"])
         figure("rss_growth_pct", growth)
     finally:
         await watcher.stop()
