@@ -440,6 +440,21 @@ def test_isolated_store_survives_the_death_of_its_shard_process(tmp_path: Path) 
         store.close()
 
 
+def test_isolated_store_replaces_a_hung_shard_process(tmp_path: Path) -> None:
+    store = IsolatedVectorStore(tmp_path / "qdrant", COLLECTION, call_timeout_s=0.5)
+    try:
+        store.ensure_collection(DIM)
+        store.upsert([make_point(v, index=i) for i, v in enumerate(unit_vectors(3))])
+        hung = store.pid
+        os.kill(hung, signal.SIGSTOP)  # alive, but it will never answer
+        with pytest.raises(VectorStoreProcessError, match="no answer to count"):
+            store.count()
+        assert not psutil.pid_exists(hung)  # killed and reaped, so it cannot hold the shard
+        assert store.count() == 3
+    finally:
+        store.close()
+
+
 def test_isolated_store_keeps_the_engines_error_types(tmp_path: Path) -> None:
     store = IsolatedVectorStore(tmp_path / "qdrant", COLLECTION)
     try:

@@ -32,6 +32,9 @@ from sinks.vectors.base import SearchQuery, VectorHit, VectorPoint, VectorStore
 from sinks.vectors.edge import DEFAULT_FLUSH_INTERVAL_S
 
 CLOSE_TIMEOUT_S = 30.0
+# A batch of 256 searches over 50k points takes ~0.5 s; a child silent for this long is hung, and
+# a hung child would hold every later batch of the worker behind it.
+CALL_TIMEOUT_S = 60.0
 log = structlog.get_logger(__name__)
 
 
@@ -44,14 +47,21 @@ class IsolatedVectorStore(VectorStore):
 
     Calls from several threads are serialized (the shard serializes them anyway, under the GIL).
     Errors raised by the shard in the child (a wrong dimension, a locked directory) are raised here
-    with their own type. A child that dies fails the call in flight with
-    ``VectorStoreProcessError``, and the next call starts a new one.
+    with their own type. A child that dies, or stays silent for ``call_timeout_s`` (it is then
+    killed), fails the call in flight with ``VectorStoreProcessError``; the next call starts a new
+    one.
     """
 
     def __init__(
-        self, path: Path, collection: str, *, flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S
+        self,
+        path: Path,
+        collection: str,
+        *,
+        flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
+        call_timeout_s: float = CALL_TIMEOUT_S,
     ) -> None:
         self._args = [str(Path(path)), collection, repr(float(flush_interval_s))]
+        self._call_timeout_s = call_timeout_s
         self._lock = threading.Lock()
         self._closed = False
         self._dimensions: int | None = None
@@ -140,6 +150,13 @@ class IsolatedVectorStore(VectorStore):
                 self._restart()
             try:
                 self._conn.send((method, args, {}))
+                if not self._conn.poll(self._call_timeout_s):
+                    self._process.kill()
+                    code = self._process.wait()
+                    raise VectorStoreProcessError(
+                        f"{self!r}: the shard's process {self._process.pid} gave no answer to "
+                        f"{method} within {self._call_timeout_s:g}s and was killed (exit code {code})"
+                    )
                 ok, value = self._conn.recv()
             except (EOFError, OSError) as exc:
                 # The call in flight is lost with the child (its caller retries the batch); the
