@@ -143,6 +143,25 @@ class VectorStore(ABC):
         """Make writes durable and release the engine. Idempotent; the store is unusable after."""
 
 
+class BatchSearchingStore(VectorStore):
+    """A store whose engine answers a batch of searches in one pass: ``search`` is a batch of one."""
+
+    def search(
+        self,
+        vector: Sequence[float],
+        *,
+        tenant_id: str,
+        limit: int,
+        kinds: Sequence[str] | None = None,
+        exclude_source_id: str | None = None,
+    ) -> list[VectorHit]:
+        return self.search_many([SearchQuery(vector, tenant_id, limit, kinds, exclude_source_id)])[0]
+
+    @abstractmethod
+    def search_many(self, queries: Sequence[SearchQuery]) -> list[list[VectorHit]]:
+        """Results per query, in order."""
+
+
 def check_search_args(tenant_id: str, limit: int) -> None:
     """Reject arguments that would make a search unscoped or meaningless, identically in every adapter."""
     if not tenant_id:

@@ -34,10 +34,10 @@ import numpy as np
 import qdrant_edge as qe
 
 from sinks.vectors.base import (
+    BatchSearchingStore,
     SearchQuery,
     VectorHit,
     VectorPoint,
-    VectorStore,
     check_dimensions,
     check_search_args,
 )
@@ -62,7 +62,7 @@ def _as_vector(vector: Sequence[float]) -> Any:
     return np.asarray(vector, dtype=np.float32)
 
 
-class EdgeVectorStore(VectorStore):
+class EdgeVectorStore(BatchSearchingStore):
     """``VectorStore`` over one qdrant-edge shard at ``path / collection``.
 
     The shard is opened lazily (by ``ensure_collection`` or the first read/write), so building the
@@ -124,17 +124,6 @@ class EdgeVectorStore(VectorStore):
         # touches the shard, and a store nobody writes to has nothing to flush.
         if time.monotonic() - self._last_flush >= self._flush_interval_s:
             self.flush()
-
-    def search(
-        self,
-        vector: Sequence[float],
-        *,
-        tenant_id: str,
-        limit: int,
-        kinds: Sequence[str] | None = None,
-        exclude_source_id: str | None = None,
-    ) -> list[VectorHit]:
-        return self.search_many([SearchQuery(vector, tenant_id, limit, kinds, exclude_source_id)])[0]
 
     def search_many(self, queries: Sequence[SearchQuery]) -> list[list[VectorHit]]:
         """One ``query_batch`` call: the engine shares a pass over its segments across the batch.

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import structlog
 
-from sinks.vectors.base import SearchQuery, VectorHit, VectorPoint, VectorStore
+from sinks.vectors.base import BatchSearchingStore, SearchQuery, VectorHit, VectorPoint
 from sinks.vectors.edge import DEFAULT_FLUSH_INTERVAL_S
 
 CLOSE_TIMEOUT_S = 30.0
@@ -42,7 +42,7 @@ class VectorStoreProcessError(RuntimeError):
     """The child process holding the shard is gone; the store cannot answer any more."""
 
 
-class IsolatedVectorStore(VectorStore):
+class IsolatedVectorStore(BatchSearchingStore):
     """``EdgeVectorStore`` run in a child process; every call is one request and one answer.
 
     Calls from several threads are serialized (the shard serializes them anyway, under the GIL).
@@ -92,17 +92,6 @@ class IsolatedVectorStore(VectorStore):
     def upsert(self, points: Sequence[VectorPoint]) -> None:
         if points:
             self._call("upsert", [_plain_point(p) for p in points])
-
-    def search(
-        self,
-        vector: Sequence[float],
-        *,
-        tenant_id: str,
-        limit: int,
-        kinds: Sequence[str] | None = None,
-        exclude_source_id: str | None = None,
-    ) -> list[VectorHit]:
-        return self.search_many([SearchQuery(vector, tenant_id, limit, kinds, exclude_source_id)])[0]
 
     def search_many(self, queries: Sequence[SearchQuery]) -> list[list[VectorHit]]:
         plain = [
