@@ -208,10 +208,8 @@ async def pipeline_figures(
 
 def vector_store_process(worker_pid: int) -> psutil.Process | None:
     """The worker's child that owns the embedded vector store, if it runs one."""
-    for child in psutil.Process(worker_pid).children():
-        if "sinks.vectors.shard_process" in " ".join(child.cmdline()):
-            return child
-    return None
+    pid = processes.vector_store_pid(worker_pid)
+    return psutil.Process(pid) if pid is not None else None
 
 
 def main() -> None:

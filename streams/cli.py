@@ -92,6 +92,9 @@ def stack_status() -> None:
     for name in ("worker", "sink"):
         pid = processes.running_pid(settings, name)
         table.add_row(name, f"up (pid {pid})" if pid else "down")
+        store_pid = processes.vector_store_pid(pid) if name == "worker" and pid else None
+        if store_pid is not None:
+            table.add_row("vector store", f"up (pid {store_pid}, the worker's child)")
     table.add_row("topics", ", ".join(t for t in status.topics if not t.startswith("_")) or "-")
     table.add_row("clickhouse", settings.effective_clickhouse_dsn)
     table.add_row("vectors", settings.qdrant_url or str(settings.qdrant_path))

@@ -15,6 +15,9 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
+
+from sinks.vectors.isolated import SHARD_PROCESS_MODULE
 from streams.config import Settings
 
 
@@ -56,6 +59,20 @@ def running_pid(settings: Settings, name: str) -> int | None:
     except (OSError, ValueError):
         return None
     return pid if alive(pid) else None
+
+
+def vector_store_pid(worker_pid: int) -> int | None:
+    """The worker's child that owns the embedded vector store (``qdrant_edge_isolated``), if any:
+    the process to look at when the store's memory or CPU is in question."""
+    try:
+        children = psutil.Process(worker_pid).children()
+    except psutil.Error:
+        return None
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            if SHARD_PROCESS_MODULE in child.cmdline():
+                return int(child.pid)
+    return None
 
 
 def alive(pid: int) -> bool:

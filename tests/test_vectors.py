@@ -39,6 +39,7 @@ from sinks.vectors import (
     open_vector_store,
     point_id,
 )
+from streams import processes
 from tests.conftest import wait_until
 
 DIM = 384
@@ -507,6 +508,7 @@ def test_open_vector_store_isolated_runs_the_shard_in_a_child(tmp_path: Path) ->
     try:
         assert isinstance(opened, IsolatedVectorStore)
         assert psutil.Process(opened.pid).ppid() == os.getpid()
+        assert processes.vector_store_pid(os.getpid()) == opened.pid  # what `stack status` shows
         opened.ensure_collection(DIM)
         assert (tmp_path / COLLECTION / "edge_config.json").is_file()
     finally:

@@ -31,6 +31,7 @@ import structlog
 from sinks.vectors.base import BatchSearchingStore, SearchQuery, VectorHit, VectorPoint
 from sinks.vectors.edge import DEFAULT_FLUSH_INTERVAL_S
 
+SHARD_PROCESS_MODULE = "sinks.vectors.shard_process"
 CLOSE_TIMEOUT_S = 30.0
 # A batch of 256 searches over 50k points takes ~0.5 s; a child silent for this long is hung, and
 # a hung child would hold every later batch of the worker behind it.
@@ -72,7 +73,7 @@ class IsolatedVectorStore(BatchSearchingStore):
         ours, theirs = socket.socketpair()
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", "sinks.vectors.shard_process", str(theirs.fileno()), *self._args],
+                [sys.executable, "-m", SHARD_PROCESS_MODULE, str(theirs.fileno()), *self._args],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
             )
