@@ -115,10 +115,9 @@ class IsolatedVectorStore(BatchSearchingStore):
                 return
             self._closed = True
             try:
-                self._conn.send(("close", (), {}))
-                ok, value = self._conn.recv()
-            except (EOFError, OSError):
-                ok, value = True, None  # the child is gone already; nothing left to flush
+                ok, value = self._roundtrip("close", (), CLOSE_TIMEOUT_S)
+            except VectorStoreProcessError:
+                ok, value = True, None  # gone or hung: the WAL already holds every acknowledged write
             finally:
                 self._conn.close()
             try:
@@ -138,26 +137,36 @@ class IsolatedVectorStore(BatchSearchingStore):
                 raise RuntimeError(f"{self!r} is closed")
             if self._process.poll() is not None:
                 self._restart()
-            try:
-                self._conn.send((method, args, {}))
-                if not self._conn.poll(self._call_timeout_s):
-                    self._process.kill()
-                    code = self._process.wait()
-                    raise VectorStoreProcessError(
-                        f"{self!r}: the shard's process {self._process.pid} gave no answer to "
-                        f"{method} within {self._call_timeout_s:g}s and was killed (exit code {code})"
-                    )
-                ok, value = self._conn.recv()
-            except (EOFError, OSError) as exc:
-                # The call in flight is lost with the child (its caller retries the batch); the
-                # next call starts a new child instead of failing every batch after this one.
-                code = self._process.wait()
-                raise VectorStoreProcessError(
-                    f"{self!r}: the shard's process {self._process.pid} is gone (exit code {code})"
-                ) from exc
+            ok, value = self._roundtrip(method, args, self._call_timeout_s)
         if ok:
             return value
         raise value
+
+    def _roundtrip(self, method: str, args: tuple[Any, ...], timeout_s: float) -> tuple[bool, Any]:
+        """Send one call and return the child's ``(ok, value)``. A child that is gone, or silent
+        for ``timeout_s`` (then killed), raises ``VectorStoreProcessError``: the call in flight is
+        lost with it (its caller retries the batch), and the next call starts a new child."""
+        try:
+            self._conn.send((method, args, {}))
+            if self._conn.poll(timeout_s):
+                answer: tuple[bool, Any] = self._conn.recv()
+                return answer
+        except (EOFError, OSError) as exc:
+            raise VectorStoreProcessError(
+                f"{self!r}: the shard's process {self._process.pid} is gone (exit code {self._reap()})"
+            ) from exc
+        raise VectorStoreProcessError(
+            f"{self!r}: the shard's process {self._process.pid} gave no answer to {method} within "
+            f"{timeout_s:g}s and was killed (exit code {self._reap()})"
+        )
+
+    def _reap(self) -> int:
+        """Make sure the child is gone (killing it if it still runs) and return its exit code."""
+        code = self._process.poll()
+        if code is None:
+            self._process.kill()
+            code = self._process.wait()
+        return code
 
     def _restart(self) -> None:
         """Start a new child after the last one died; it reopens the shard from disk (the WAL
@@ -166,8 +175,7 @@ class IsolatedVectorStore(BatchSearchingStore):
         self._conn.close()
         self._process, self._conn = self._spawn()
         if self._dimensions is not None:
-            self._conn.send(("ensure_collection", (self._dimensions,), {}))
-            ok, value = self._conn.recv()
+            ok, value = self._roundtrip("ensure_collection", (self._dimensions,), self._call_timeout_s)
             if not ok:
                 raise value
 
