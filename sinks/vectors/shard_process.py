@@ -65,9 +65,11 @@ def serve(conn: Connection, store: EdgeVectorStore) -> None:
             if method == "close":
                 try:
                     store.close()
-                    conn.send((True, None))
+                    closed: tuple[bool, Any] = (True, None)
                 except Exception as exc:
-                    conn.send((False, _picklable(exc)))
+                    closed = (False, _picklable(exc))
+                with contextlib.suppress(OSError):  # a parent that no longer waits for the answer
+                    conn.send(closed)
                 return
             try:
                 reply: tuple[bool, Any] = (True, _answer(store, method, args))
