@@ -17,7 +17,6 @@ from pathlib import Path
 
 import psutil
 
-from sinks.vectors.isolated import SHARD_PROCESS_MODULE
 from streams.config import Settings
 
 
@@ -64,6 +63,9 @@ def running_pid(settings: Settings, name: str) -> int | None:
 def vector_store_pid(worker_pid: int) -> int | None:
     """The worker's child that owns the embedded vector store (``qdrant_edge_isolated``), if any:
     the process to look at when the store's memory or CPU is in question."""
+    # imported here: the vector-store package loads the engine, which `riverbed stack` never needs
+    from sinks.vectors.isolated import SHARD_PROCESS_MODULE
+
     try:
         children = psutil.Process(worker_pid).children()
     except psutil.Error:
