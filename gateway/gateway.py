@@ -226,7 +226,7 @@ class Gateway:
         policy = self.policy
         task_policy = policy.task(req.task)
         key = self._cache_key(req)
-        cached = self._cached(key, req, task_policy, traces)
+        cached = self._cached(req, task_policy, traces, key)
         if cached is not None:
             return cached
         started, t0 = datetime.now(UTC), time.perf_counter()
@@ -646,7 +646,7 @@ class Gateway:
             if req.context.sensitivity == "restricted":
                 alone.append(i)
                 continue
-            cached = self._cached(self._cache_key(req), req, task_policy, traces)
+            cached = self._cached(req, task_policy, traces)
             if cached is not None:
                 out[i] = cached
                 continue
@@ -679,14 +679,19 @@ class Gateway:
         return answered
 
     def _cached(
-        self, key: str, req: ModelRequest, task_policy: TaskPolicy, traces: list[TraceRecord]
+        self,
+        req: ModelRequest,
+        task_policy: TaskPolicy,
+        traces: list[TraceRecord],
+        key: str | None = None,
     ) -> ModelResponse | None:
-        """The exact cache's answer under ``key``, traced as a hit; None when the task is not
-        cached or nothing is stored."""
+        """The exact cache's answer for ``req``, traced as a hit; None when the task is not cached
+        or nothing is stored. ``key`` is the request's cache key if the caller already has it; it
+        is computed only for a cached task, so an uncached batch hashes nothing."""
         if task_policy.cache_ttl_s is None:
             return None
         started, t0 = datetime.now(UTC), time.perf_counter()
-        hit = self._cache.get(key)
+        hit = self._cache.get(key if key is not None else self._cache_key(req))
         return None if hit is None else self._reuse(req, hit, "hit", started, t0, traces)
 
     def _cache_key(self, req: ModelRequest) -> str:
