@@ -2,17 +2,22 @@
 what the ClickHouse client alone does with the same rows, and how fast the report answers over a
 month of traces on the embedded engine.
 
-    python bench/analytics.py [--rows 300000] [--report-rows 10000000] [--only ingest|report]
-                              [--profile] [--compare-settings NAME=VALUE]
+    python bench/analytics.py [--rows 300000] [--event-span-hours 1] [--report-rows 10000000]
+                              [--only ingest|report] [--profile] [--compare-settings NAME=VALUE]
 
 Brings up its own broker on a free port with data in a temp dir (chdb under it: one engine path per
 process, so every part of the run is a database of its own on that one path), and removes
 everything afterwards.
 
 ``sink_ingest_ratio``: ``--rows`` trace records (``TraceFactory``: several tenants and workflows,
-local and remote routes, errors, retries and fallbacks, cache hits, unpriced calls, 30 days of
-``started_at``) are Avro-encoded with CloudEvents headers exactly as the worker publishes them and
-produced to ``ai.traces.v1``, all of them *before* any timing. Then the real
+local and remote routes, errors, retries and fallbacks, cache hits, unpriced calls) of events from
+the last ``--event-span-hours`` (default 1), in event-time order as a sink reading a live stream
+sees them, are Avro-encoded with CloudEvents headers exactly as the worker publishes them and
+produced to ``ai.traces.v1``, all of them *before* any timing. (The order matters: traces are
+partitioned by their event's day, so a batch of events in random order over 30 days, what this
+benchmark used before 2026-11-24, writes ~30 parts per insert and costs both sides 3-4x more per
+row, which flattered the ratio.) Before each timed phase the benchmark waits for the broker to go
+quiet (``broker_quiet``), and it prints the cores the broker used during each sink run. Then the real
 ``sinks.service.ClickHouseSink`` (default settings: batches of ``sink_batch_rows``) runs against a
 fresh, migrated database and is timed from the moment ``run()`` starts (consumer group join
 included) until its insert counter reaches the number of records; the row count of ``traces`` is
@@ -99,6 +104,7 @@ from sinks.compaction import compact_closed_days
 from sinks.report import SECTIONS, ReportScope, report_parameters, section_rows
 from sinks.service import SINK_MAX_BYTES, ClickHouseSink
 from streams import envelope as env
+from streams import stack
 from streams.codec import container_file
 from streams.config import Settings
 from streams.memory import freeze_startup_heap
@@ -436,6 +442,29 @@ class CpuWatch:
         self.others_cores = max(0.0, others / max(time.perf_counter() - self._t0, 1e-9))
 
 
+class BrokerCpu:
+    """Cores the local broker kept busy while a phase ran: it is a child of this process, so
+    ``CpuWatch`` counts it as ours, and reading a backlog costs it about as much CPU as the sink."""
+
+    def __init__(self, settings: Settings) -> None:
+        pid = stack.broker_pid(settings)
+        self._broker = psutil.Process(pid) if pid is not None else None
+        self.cores = 0.0
+
+    def _cpu(self) -> float:
+        if self._broker is None:
+            return 0.0
+        times = self._broker.cpu_times()
+        return float(times.user + times.system)
+
+    def __enter__(self) -> BrokerCpu:
+        self._t0, self._cpu0 = time.perf_counter(), self._cpu()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cores = (self._cpu() - self._cpu0) / max(time.perf_counter() - self._t0, 1e-9)
+
+
 # ------------------------------------------------------------------------------------- sink ingest
 
 
@@ -470,6 +499,8 @@ class SinkRun:
     first_row_s: float
     flushes: int
     others_cores: float = 0.0
+    broker_cores: float = 0.0
+    quiet_wait_s: float = 0.0
 
 
 async def timed_sink(settings: Settings, client: ClickHouseClient, count: int) -> SinkRun:
@@ -544,6 +575,26 @@ def settle(client: ClickHouseClient, limit_s: float = 60.0) -> float:
     return time.perf_counter() - started
 
 
+def broker_quiet(settings: Settings, limit_s: float = 30.0) -> float:
+    """Wait (at most ``limit_s``) until the local broker has used under a tenth of a core for a
+    whole second; seconds waited.
+
+    Why: the embedded broker (noida-db 0.2.3) keeps working after a consumer has read a backlog,
+    ~2.7-3.4 s of CPU after a 300,000-record read once the consumer has left (2026-11-24), and a
+    phase timed meanwhile shares the two cores with it. Without this wait the phase that came after
+    a sink run paid for that run's reads.
+    """
+    pid = stack.broker_pid(settings)
+    if pid is None:
+        return 0.0
+    broker = psutil.Process(pid)
+    started = time.perf_counter()
+    while time.perf_counter() - started < limit_s:
+        if broker.cpu_percent(interval=1.0) < 10.0:
+            break
+    return time.perf_counter() - started
+
+
 def parts_of(client: ClickHouseClient, table: str) -> str:
     """Partitions and parts; the partitions of more than one part listed."""
     rows = client.query_rows(
@@ -556,11 +607,23 @@ def parts_of(client: ClickHouseClient, table: str) -> str:
     return f"{head}; with more than one part: {', '.join(split) or 'none'}"
 
 
-def sink_ingest(settings: Settings, rows: int, rounds: int, raw_batch: int | None, profile: bool) -> None:
+def live_traces(rows: int, span: timedelta) -> list[dict[str, Any]]:
+    """``rows`` trace records of events from the last ``span``, in event-time order: what a sink
+    reading a live stream sees. The day partitions each insert touches are most of an insert's
+    cost (2026-11-24, 50,000 traces in batches of 5,000: 7.2 µs a row within one day, 24-39 µs a
+    row in random order over 30 days)."""
+    records = list(TraceFactory(seed=1, end=END, span=span).traces(rows))
+    records.sort(key=lambda record: record["event_time"])  # stable: an event's calls keep their order
+    return records
+
+
+def sink_ingest(
+    settings: Settings, rows: int, rounds: int, raw_batch: int | None, profile: bool, span: timedelta
+) -> None:
     dsn = settings.effective_clickhouse_dsn
     batch = settings.sink_batch_rows
     raw_batch = raw_batch or batch
-    records = list(TraceFactory(seed=1).traces(rows))
+    records = live_traces(rows, span)
     t0 = time.perf_counter()
     asyncio.run(publish_traces(settings, records))
     elapsed = time.perf_counter() - t0
@@ -585,11 +648,14 @@ def sink_ingest(settings: Settings, rows: int, rounds: int, raw_batch: int | Non
             run_settings = settings.model_copy(update={"app_id": f"{settings.app_id}-sink{round_no}"})
 
             def sink_side(db: ClickHouseClient = sink_db, run_settings: Settings = run_settings) -> SinkRun:
+                quiet_s = broker_quiet(settings)
                 freeze_startup_heap()  # as `riverbed sink` does before it starts consuming
-                with CpuWatch() as watch:
+                with CpuWatch() as watch, BrokerCpu(settings) as broker:
                     run = asyncio.run(timed_sink(run_settings, db, rows))
                 gc.unfreeze()
                 run.others_cores = watch.others_cores
+                run.broker_cores = broker.cores
+                run.quiet_wait_s = quiet_s
                 landed = db.query_scalar("SELECT count() FROM traces")
                 if landed != rows:
                     raise RuntimeError(f"traces holds {landed} rows after the sink inserted {rows}")
@@ -598,6 +664,7 @@ def sink_ingest(settings: Settings, rows: int, rounds: int, raw_batch: int | Non
 
             def raw_side(db: ClickHouseClient = raw_db, blob: bytes = raw_blob) -> float:
                 raw_rows = pickle.loads(blob)
+                broker_quiet(settings)
                 freeze_startup_heap()  # the raw side gets the same, its rows included
                 seconds = timed_inserts(db, "traces", raw_rows, TRACE_COLUMNS, raw_batch)
                 gc.unfreeze()
@@ -620,8 +687,9 @@ def sink_ingest(settings: Settings, rows: int, rounds: int, raw_batch: int | Non
                 f"round {round_no} ({first} first): sink {rows:,} rows in {run.seconds:.2f}s = "
                 f"{sink_rate:,.0f} rows/s ({run.flushes} flushes, first rows landed after "
                 f"{run.first_row_s:.2f}s); raw insert in batches of {raw_batch:,}: {raw_s:.2f}s = "
-                f"{raw_rate:,.0f} rows/s; ratio {ratios[-1]:.3f} (other processes kept "
-                f"{run.others_cores:.1f} cores busy during the sink run)",
+                f"{raw_rate:,.0f} rows/s; ratio {ratios[-1]:.3f} (during the sink run the broker kept "
+                f"{run.broker_cores:.2f} cores busy, processes outside this benchmark "
+                f"{run.others_cores:.2f}; waited {run.quiet_wait_s:.1f}s for a quiet broker first)",
                 flush=True,
             )
             sink_db.command(f"DROP DATABASE `{sink_db.database}`")
@@ -881,6 +949,12 @@ def main() -> None:
         default=4,
         help="sink and raw runs, in pairs of opposite order (the figure is the median over pairs)",
     )
+    parser.add_argument(
+        "--event-span-hours",
+        type=float,
+        default=1.0,
+        help="the ingested traces' events come from this many hours before the last full hour",
+    )
     parser.add_argument("--raw-batch", type=int, help="rows per raw insert (default: the sink's batch size)")
     parser.add_argument("--profile", action="store_true", help="one more sink run under cProfile")
     parser.add_argument("--report-rows", type=int, default=10_000_000, help="traces behind the report")
@@ -897,7 +971,14 @@ def main() -> None:
     args = parser.parse_args()
     with embedded_stack("analytics") as settings:
         if args.only in (None, "ingest"):
-            sink_ingest(settings, args.rows, args.rounds, args.raw_batch, args.profile)
+            sink_ingest(
+                settings,
+                args.rows,
+                args.rounds,
+                args.raw_batch,
+                args.profile,
+                timedelta(hours=args.event_span_hours),
+            )
         if args.only in (None, "report"):
             report_queries(
                 settings,
