@@ -41,6 +41,11 @@ class ProviderConfig(_Strict):
     """How many seconds' worth of the rate may go out at once: the token buckets' depth."""
     timeout_s: float = Field(default=30.0, gt=0)
     max_connections: int = Field(default=256, gt=0)
+    embeddings_base64: bool = True
+    """OpenAI-compatible embeddings only: ask for each vector as base64 of little-endian float32
+    (``encoding_format``, what OpenAI's own client asks for) instead of a JSON list of numbers. A
+    batch of 32 384-dim vectors then decodes in ~0.4 ms instead of ~4 ms of event-loop time. Set
+    false for a server that rejects the parameter; an answer in either shape is read."""
     transport: Literal["auto", "httpx", "aiohttp"] = "auto"
     """HTTP client (gateway/providers/http.py): ``auto`` = httpx with HTTP/2 for https, aiohttp for
     plain http (about a third of the CPU per call)."""

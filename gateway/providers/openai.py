@@ -3,6 +3,9 @@ TEI and the many servers that speak the same wire format."""
 
 from __future__ import annotations
 
+import array
+import base64
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,6 +13,23 @@ from gateway.errors import MalformedResponse
 from gateway.policy import ProviderConfig, Route
 from gateway.providers.base import Message, Reply, Secrets, Usage, usage_int
 from gateway.providers.http import make_client
+
+
+def vector_of(embedding: Any) -> list[float]:
+    """One embedding as floats, from either wire shape: a JSON list of numbers, or base64 of
+    little-endian float32 (``encoding_format="base64"``). Raises ValueError or TypeError on
+    anything else, a base64 string whose length is not whole float32s included."""
+    if isinstance(embedding, str):
+        raw = base64.b64decode(embedding, validate=True)
+        if len(raw) % 4:
+            raise ValueError(f"base64 embedding of {len(raw)} bytes is not whole float32s")
+        values = array.array("f", raw)
+        if sys.byteorder != "little":
+            values.byteswap()
+        return values.tolist()
+    if not isinstance(embedding, list):
+        raise TypeError(f"embedding is a {type(embedding).__name__}, not a list or base64 string")
+    return [float(x) for x in embedding]
 
 
 class OpenAIProvider:
@@ -63,10 +83,12 @@ class OpenAIProvider:
         payload: dict[str, Any] = {"model": route.model, "input": list(texts)}
         if route.dimensions is not None:
             payload["dimensions"] = route.dimensions
+        if self.config.embeddings_base64:
+            payload["encoding_format"] = "base64"
         body = await self._client.post_json("embeddings", payload, timeout_s)
         try:
             rows = sorted(body["data"], key=lambda row: row["index"])
-            vectors = [[float(x) for x in row["embedding"]] for row in rows]
+            vectors = [vector_of(row["embedding"]) for row in rows]
             usage = body.get("usage") or {}
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise MalformedResponse(f"not an embeddings response: {str(body)[:200]}") from exc
