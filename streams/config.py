@@ -80,6 +80,18 @@ class Settings(BaseSettings):
     shutdown_drain_s: float = Field(
         default=60.0, gt=0, description="On SIGTERM, how long the in-flight batch may take to finish."
     )
+    shutdown_broker_gone_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="On SIGTERM, give up the drain once no bootstrap broker has accepted a connection "
+        "for this long (nothing in flight could be acked); 0 always waits shutdown_drain_s.",
+    )
+    shutdown_consumer_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="On SIGTERM, how long Faust's consumer thread may take to stop; it only needs "
+        "long with the broker down, and then the uncommitted events are redelivered anyway.",
+    )
     stall_reseek_s: float = Field(
         default=30.0,
         ge=0,

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import csv
 import shutil
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +24,8 @@ from streams.offsets import end_offsets, reader_from
 from streams.publish import publish, ticket_drafts
 from streams.topics import TICKET_TRIAGED
 from tests.conftest import free_port, run
+
+BACKLOG_TICKETS = 2000
 
 
 async def results_for(
@@ -82,3 +86,43 @@ def test_no_ticket_is_lost_across_a_broker_restart(own_stack: Settings, tmp_path
         clean = processes.stop(worker.pid, timeout_s=30)
     assert done == want, f"{len(want - done)} of {len(want)} tickets have no result"
     assert clean, f"worker did not stop cleanly; see {tmp_path / 'worker.log'}"
+
+
+@pytest.mark.slow
+def test_a_worker_sigtermed_while_the_broker_is_down_exits_in_seconds_and_loses_nothing(
+    own_stack: Settings, tmp_path: Path
+) -> None:
+    """With every broker gone, the exit used to take 60-62 s by one of two waits (2026-11-24): the
+    drain waited out ``shutdown_drain_s`` for batches that could not be acked (now given up after
+    ``shutdown_broker_gone_s`` without a broker), or, with no batch stuck, Faust's consumer thread
+    waited out mode's 60 s because it could neither leave its group nor close (now
+    ``shutdown_consumer_timeout_s``). Default settings, so either old wait fails the bound."""
+    settings = own_stack
+    with (PROJECT_ROOT / "infra/datasets/banking77/test.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))[:BACKLOG_TICKETS]
+    start = run(end_offsets(settings.kafka_bootstrap, [TICKET_TRIAGED]))
+    worker = processes.spawn(settings, "worker", ["worker"], log_path=tmp_path / "worker.log")
+    try:
+        published = run(publish(settings.kafka_bootstrap, ticket_drafts(rows, tenant="acme")))
+        some = run(results_for(settings, start, {published[0].event_id}, timeout_s=180))
+        assert some, "the worker should be processing before the broker goes"
+        stack.down(settings)  # a backlog is left: the consumer thread is still fetching
+        signalled = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        exit_code = worker.wait(timeout=120)
+        took = time.monotonic() - signalled
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert took < 40, f"exit took {took:.1f}s after SIGTERM; see {tmp_path / 'worker.log'}"
+    assert exit_code in (0, 75), f"exit code {exit_code}; see {tmp_path / 'worker.log'}"
+
+    stack.up(settings)
+    again = processes.spawn(settings, "worker", ["worker"], log_path=tmp_path / "worker-again.log")
+    try:
+        want = {p.event_id for p in published}
+        done = run(results_for(settings, start, want, timeout_s=300))
+    finally:
+        processes.stop(again.pid, timeout_s=30)
+    assert done == want, f"{len(want - done)} of {len(want)} tickets have no result"
