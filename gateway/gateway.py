@@ -641,15 +641,18 @@ class Gateway:
         firsts: dict[tuple[str, tuple[str, ...]], int] = {}
         twins: list[tuple[int, int]] = []  # (request, the earlier request with the same inputs)
         alone: list[int] = []
+        keys: dict[int, str] = {}  # cache key by request, for a cached task
         for i, req in enumerate(requests):
             tenant = req.context.tenant_id
             if req.context.sensitivity == "restricted":
                 alone.append(i)
                 continue
-            cached = self._cached(req, task_policy, traces)
-            if cached is not None:
-                out[i] = cached
-                continue
+            if task_policy.cache_ttl_s is not None:
+                keys[i] = self._cache_key(req)  # hashed once: looked up now, stored after the call
+                cached = self._cached(req, task_policy, traces, keys[i])
+                if cached is not None:
+                    out[i] = cached
+                    continue
             first = firsts.setdefault((tenant, req.inputs), i)
             if first != i:
                 twins.append((i, first))  # sent once, as the one-request path coalesces them
@@ -661,7 +664,7 @@ class Gateway:
             open_inputs[tenant] += len(req.inputs)
         started, t0 = datetime.now(UTC), time.perf_counter()
         await asyncio.gather(
-            *(self._embed_group(requests, group, route, policy, traces, out) for group in groups),
+            *(self._embed_group(requests, group, route, policy, traces, out, keys) for group in groups),
             *(self._serve_into(requests[i], traces, out, i) for i in alone),
         )
         orphans = []  # twins of a request that failed: each finds out alone
@@ -717,6 +720,7 @@ class Gateway:
         policy: Policy,
         traces: list[TraceRecord],
         out: list[ModelResponse | GatewayError | None],
+        keys: dict[int, str],
     ) -> None:
         reqs = [requests[i] for i in group]
         task_policy = policy.task(reqs[0].task)
@@ -764,7 +768,7 @@ class Gateway:
             )
             spent += response.cost_usd or Decimal(0)
             if task_policy.cache_ttl_s is not None:
-                self._cache.put(self._cache_key(req), response, task_policy.cache_ttl_s)
+                self._cache.put(keys.get(i) or self._cache_key(req), response, task_policy.cache_ttl_s)
             out[i] = response
         if reservation is not None:
             self.budget.settle(reservation, spent)

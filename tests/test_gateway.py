@@ -844,6 +844,26 @@ async def test_a_batch_of_embeddings_is_one_request_per_tenant_with_a_trace_per_
     await gateway.aclose()
 
 
+async def test_a_cached_embedding_batch_answers_the_same_batch_again_from_the_cache(
+    tmp_path: Path, fake: FakeProvider
+) -> None:
+    gateway = make_gateway(tmp_path, fake, EMBED_BATCH + "cache_ttl_s = 60\n")
+    tenants = ["acme", "globex", "acme", "globex", "acme"]
+    first_traces: list[dict[str, Any]] = []
+    first = await gateway.run(embed_requests(TICKETS, tenants), first_traces)
+    sent = len(fake.received("cheap"))
+    again_traces: list[dict[str, Any]] = []
+    again = await gateway.run(embed_requests(TICKETS, tenants), again_traces)
+
+    assert sent == 2 and len(fake.received("cheap")) == sent  # no request the second time
+    assert [t["cache_status"] for t in first_traces] == ["miss"] * len(TICKETS)
+    assert [t["cache_status"] for t in again_traces] == ["hit"] * len(TICKETS)
+    for before, after in zip(first, again, strict=True):
+        assert not isinstance(before, GatewayError) and not isinstance(after, GatewayError)
+        assert (before.output == after.output).all()
+    await gateway.aclose()
+
+
 async def test_a_failed_embedding_batch_call_is_traced_then_each_event_goes_on_alone(
     tmp_path: Path, fake: FakeProvider
 ) -> None:
