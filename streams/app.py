@@ -198,7 +198,8 @@ async def _ack(stream: Any, events: Sequence[Any]) -> None:
 async def _drain_or_exit(batches: InFlightBatches, topic: str, settings: Settings) -> None:
     """On shutdown the batches in flight get ``shutdown_drain_s`` to finish and be acked, or less
     once no broker has accepted a connection for ``shutdown_broker_gone_s``: then nothing can be
-    acked and waiting only keeps the operator waiting. If they cannot finish, the process exits at
+    acked and waiting only keeps the operator waiting. A retried batch still waiting for its due
+    time gives up at once (``Turn.wait_to_start``). If they cannot finish, the process exits at
     once, before Faust can commit: they are then redelivered, exactly as after a crash."""
     in_flight = batches.in_flight
     drained = asyncio.ensure_future(batches.drain(settings.shutdown_drain_s))
@@ -217,7 +218,8 @@ async def _drain_or_exit(batches: InFlightBatches, topic: str, settings: Setting
                 waiter.cancel()
     if drained.done() and not drained.cancelled() and drained.result():
         return
-    reason = "broker_unreachable" if gone is not None and gone.done() else "deadline"
+    # unfinished: the deadline passed, or a batch failed or was still waiting for its retry's due time
+    reason = "broker_unreachable" if gone is not None and gone.done() else "unfinished"
     log.critical("batches_not_drained_exiting", topic=topic, in_flight=in_flight, reason=reason)
     os._exit(EXIT_UNDRAINED)
 
@@ -232,7 +234,7 @@ async def _when_due_until_done(
     if due:
         wait_s = (max(due) - datetime.now(UTC)).total_seconds()
         if wait_s > 0:
-            await asyncio.sleep(min(wait_s, settings.retry_backoff_cap_s))
+            await turn.wait_to_start(min(wait_s, settings.retry_backoff_cap_s))
     await _until_done(rt, topic, batch, send, turn)
 
 

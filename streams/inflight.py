@@ -25,13 +25,28 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 
+class StoppedBeforeStart(Exception):
+    """The agent began stopping while the batch still waited to start; it was not processed."""
+
+
 class Turn:
     """A batch's place in line for the stages that must run in consumption order."""
 
-    def __init__(self, previous: Turn | None = None) -> None:
+    def __init__(self, previous: Turn | None = None, stopping: asyncio.Event | None = None) -> None:
         self._previous = previous
         self._gates: dict[str, asyncio.Event] = {}
         self._finished = False
+        self._stopping = stopping or asyncio.Event()
+
+    async def wait_to_start(self, seconds: float) -> None:
+        """Sleep ``seconds`` before doing any work (a retried batch waiting for its due time), or
+        raise ``StoppedBeforeStart`` as soon as the agent begins stopping: a batch that has done
+        nothing need not hold the shutdown for its backoff, it is redelivered instead."""
+        if self._stopping.is_set():
+            raise StoppedBeforeStart("the agent is stopping")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+            raise StoppedBeforeStart("the agent began stopping while the batch waited to start")
 
     @contextlib.asynccontextmanager
     async def stage(self, name: str) -> AsyncIterator[None]:
@@ -80,6 +95,7 @@ class InFlightBatches:
         self._last_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._failure: BaseException | None = None
+        self._stopping = asyncio.Event()
 
     @property
     def in_flight(self) -> int:
@@ -93,14 +109,17 @@ class InFlightBatches:
             raise RuntimeError("a batch in flight failed; it and the batches after it stay unacked") from (
                 self._failure
             )
-        turn = Turn(self._last_turn)
+        turn = Turn(self._last_turn, self._stopping)
         task = asyncio.create_task(self._run(events, work, turn, self._last_task))
         self._last_turn, self._last_task = turn, task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def drain(self, timeout_s: float) -> bool:
-        """Wait for every batch in flight to be acked; False if that did not happen in time."""
+        """Wait for every batch in flight to be acked; False if that did not happen in time, or if
+        a batch failed or was still waiting to start (``Turn.wait_to_start``): those and the
+        batches after them stay unacked and are redelivered."""
+        self._stopping.set()
         if self._last_task is None:
             return True
         try:

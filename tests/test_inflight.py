@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from streams.inflight import InFlightBatches, Turn
+from streams.inflight import InFlightBatches, StoppedBeforeStart, Turn
 
 
 class Script:
@@ -102,6 +102,44 @@ async def test_drain_gives_up_on_a_batch_that_does_not_finish_in_time() -> None:
     script.release(0)
     assert await batches.drain(5)
     assert script.acked == [0]
+
+
+async def test_a_batch_waiting_to_start_is_given_up_when_the_drain_begins() -> None:
+    """A retried batch waits for its due time before it does anything: a shutdown must not wait out
+    that backoff (up to retry_backoff_cap_s) for a batch that has done nothing. It stays unacked,
+    with the batch after it, and is redelivered."""
+    script = Script()
+    batches = InFlightBatches(3, script.ack)
+    await batches.submit([0], script.work(0))
+    stopped: list[BaseException] = []
+
+    async def due_in_a_minute(turn: Turn) -> None:
+        try:
+            await turn.wait_to_start(60)
+        except StoppedBeforeStart as exc:
+            stopped.append(exc)
+            raise
+        script.started.append(1)
+
+    await batches.submit([1], due_in_a_minute)
+    await batches.submit([2], script.work(2))
+    script.release(0)
+    script.release(2)
+    await until(lambda: script.acked == [0], "batch 0 to be acked")
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    assert not await batches.drain(30)
+    assert loop.time() - began < 5  # not the minute batch 1 was due in
+    assert stopped and 1 not in script.started
+    assert script.acked == [0]
+
+
+async def test_a_batch_waits_to_start_for_as_long_as_asked_while_nothing_stops() -> None:
+    turn = Turn()
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    await turn.wait_to_start(0.2)
+    assert loop.time() - began >= 0.2
 
 
 async def test_stages_are_entered_in_the_order_batches_were_taken() -> None:
