@@ -199,8 +199,9 @@ async def _drain_or_exit(batches: InFlightBatches, topic: str, settings: Setting
     """On shutdown the batches in flight get ``shutdown_drain_s`` to finish and be acked, or less
     once no broker has accepted a connection for ``shutdown_broker_gone_s``: then nothing can be
     acked and waiting only keeps the operator waiting. A retried batch still waiting for its due
-    time gives up at once (``Turn.wait_to_start``). If they cannot finish, the process exits at
-    once, before Faust can commit: they are then redelivered, exactly as after a crash."""
+    time gives up at once (``Turn.wait_to_start``) and stays unacked. If batches are still running
+    when the wait ends, the process exits at once (75), before Faust can commit: they are then
+    redelivered, exactly as after a crash."""
     in_flight = batches.in_flight
     drained = asyncio.ensure_future(batches.drain(settings.shutdown_drain_s))
     waiters: set[asyncio.Future[Any]] = {drained}
@@ -216,10 +217,16 @@ async def _drain_or_exit(batches: InFlightBatches, topic: str, settings: Setting
         for waiter in waiters:
             if not waiter.done():
                 waiter.cancel()
-    if drained.done() and not drained.cancelled() and drained.result():
-        return
-    # unfinished: the deadline passed, or a batch failed or was still waiting for its retry's due time
-    reason = "broker_unreachable" if gone is not None and gone.done() else "unfinished"
+    if drained.done() and not drained.cancelled():
+        if drained.result():
+            return
+        if not batches.in_flight:
+            # Nothing runs any more: the batches left unacked failed or gave up before starting, and
+            # can never be acked now. Faust may stop normally (leaving its group, which an abrupt
+            # exit would not) and commit: it commits only acked events, so they are redelivered.
+            log.warning("batches_left_unacked", topic=topic, in_flight_at_stop=in_flight)
+            return
+    reason = "broker_unreachable" if gone is not None and gone.done() else "deadline"
     log.critical("batches_not_drained_exiting", topic=topic, in_flight=in_flight, reason=reason)
     os._exit(EXIT_UNDRAINED)
 

@@ -116,17 +116,19 @@ class InFlightBatches:
         task.add_done_callback(self._tasks.discard)
 
     async def drain(self, timeout_s: float) -> bool:
-        """Wait for every batch in flight to be acked; False if that did not happen in time, or if
-        a batch failed or was still waiting to start (``Turn.wait_to_start``): those and the
-        batches after them stay unacked and are redelivered."""
+        """Wait until no batch is in flight; True if every one was acked. False if that did not
+        happen within ``timeout_s`` (``in_flight`` then says how many still run), or if a batch
+        failed or was still waiting to start (``Turn.wait_to_start``): those and the batches after
+        them stay unacked and are redelivered."""
         self._stopping.set()
-        if self._last_task is None:
-            return True
-        try:
-            await asyncio.wait_for(asyncio.shield(self._last_task), timeout_s)
-        except (Exception, asyncio.CancelledError):
-            return False
-        return True
+        if self._tasks:
+            _, running = await asyncio.wait(set(self._tasks), timeout=timeout_s)
+            if running:
+                return False
+        last = self._last_task
+        if last is not None and not last.cancelled():
+            last.exception()  # retrieved: a failure is recorded in _failure; the others await theirs
+        return self._failure is None
 
     async def _run(
         self, events: Sequence[Any], work: Work, turn: Turn, before: asyncio.Task[None] | None

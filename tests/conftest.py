@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from gateway.fake_provider import FakeProvider
 from streams import stack
 from streams.config import PROJECT_ROOT, Settings
 from streams.kafka_compat import install_empty_fetch_floor
@@ -136,3 +137,17 @@ def drain_sink(sink: Any, timeout_s: float = 60) -> None:
 
     assert run(run_until_caught_up(sink, timeout_s)), "the sink did not catch up"
     assert sink.stats.rows["traces"] > 0
+
+
+@pytest.fixture(scope="module")
+def fake_server() -> Iterator[FakeProvider]:
+    """One fake provider (a real HTTP server on loopback) per test module."""
+    with FakeProvider() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake(fake_server: FakeProvider) -> FakeProvider:
+    """The module's fake provider with no scripts, defaults or request log left by earlier tests."""
+    fake_server.reset()
+    return fake_server

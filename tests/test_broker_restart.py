@@ -10,6 +10,7 @@ import asyncio
 import csv
 import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,7 @@ from streams import envelope as env
 from streams import processes, stack
 from streams.config import PROJECT_ROOT, Settings
 from streams.offsets import end_offsets, reader_from
-from streams.publish import publish, ticket_drafts
+from streams.publish import Published, publish, ticket_drafts
 from streams.topics import TICKET_TRIAGED
 from tests.conftest import free_port, run
 
@@ -42,6 +43,28 @@ async def results_for(
         return seen
     finally:
         await consumer.stop()
+
+
+def banking77_test_rows() -> list[dict[str, str]]:
+    with (PROJECT_ROOT / "infra/datasets/banking77/test.csv").open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def worker_busy_with(
+    settings: Settings, rows: list[dict[str, str]], tmp_path: Path
+) -> tuple[dict[TopicPartition, int], subprocess.Popen[bytes], list[Published]]:
+    """A worker started on ``rows`` as tickets, returned once its first result is out: where the
+    results topic stood before, the worker, and what was published."""
+    start = run(end_offsets(settings.kafka_bootstrap, [TICKET_TRIAGED]))
+    worker = processes.spawn(settings, "worker", ["worker"], log_path=tmp_path / "worker.log")
+    try:
+        published = run(publish(settings.kafka_bootstrap, ticket_drafts(rows, tenant="acme")))
+        if not run(results_for(settings, start, {published[0].event_id}, timeout_s=180)):
+            raise AssertionError(f"the worker produced no result; see {tmp_path / 'worker.log'}")
+    except BaseException:
+        processes.stop(worker.pid, timeout_s=30)
+        raise
+    return start, worker, published
 
 
 @pytest.fixture
@@ -65,16 +88,10 @@ def own_stack(base_settings: Settings, trained_models: Path, tmp_path: Path) -> 
 @pytest.mark.slow
 def test_no_ticket_is_lost_across_a_broker_restart(own_stack: Settings, tmp_path: Path) -> None:
     settings = own_stack
-    with (PROJECT_ROOT / "infra/datasets/banking77/test.csv").open(newline="") as fh:
-        rows = [r for i, r in enumerate(csv.DictReader(fh)) if i % 11 == 0][:600]
+    rows = [r for i, r in enumerate(banking77_test_rows()) if i % 11 == 0][:600]
     before_rows, after_rows = rows[:400], rows[400:]
-    start = run(end_offsets(settings.kafka_bootstrap, [TICKET_TRIAGED]))
-    worker = processes.spawn(settings, "worker", ["worker"], log_path=tmp_path / "worker.log")
+    start, worker, before = worker_busy_with(settings, before_rows, tmp_path)
     try:
-        before = run(publish(settings.kafka_bootstrap, ticket_drafts(before_rows, tenant="acme")))
-        some = run(results_for(settings, start, {before[0].event_id}, timeout_s=180))
-        assert some, "the worker should be processing before the restart"
-
         stack.down(settings)  # mid-stream: most of the 400 are still queued or in flight
         stack.up(settings)
         after = run(publish(settings.kafka_bootstrap, ticket_drafts(after_rows, tenant="acme")))
@@ -98,14 +115,8 @@ def test_a_worker_sigtermed_while_the_broker_is_down_exits_in_seconds_and_loses_
     waited out mode's 60 s because it could neither leave its group nor close (now
     ``shutdown_consumer_timeout_s``). Default settings, so either old wait fails the bound."""
     settings = own_stack
-    with (PROJECT_ROOT / "infra/datasets/banking77/test.csv").open(newline="") as fh:
-        rows = list(csv.DictReader(fh))[:BACKLOG_TICKETS]
-    start = run(end_offsets(settings.kafka_bootstrap, [TICKET_TRIAGED]))
-    worker = processes.spawn(settings, "worker", ["worker"], log_path=tmp_path / "worker.log")
+    start, worker, published = worker_busy_with(settings, banking77_test_rows()[:BACKLOG_TICKETS], tmp_path)
     try:
-        published = run(publish(settings.kafka_bootstrap, ticket_drafts(rows, tenant="acme")))
-        some = run(results_for(settings, start, {published[0].event_id}, timeout_s=180))
-        assert some, "the worker should be processing before the broker goes"
         stack.down(settings)  # a backlog is left: the consumer thread is still fetching
         signalled = time.monotonic()
         worker.send_signal(signal.SIGTERM)

@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -42,18 +41,6 @@ output = "4.00"
 cache_read = "0.08"
 cache_write = "1.00"
 """
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeProvider]:
-    with FakeProvider() as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(server: FakeProvider) -> FakeProvider:
-    server.reset()
-    return server
 
 
 def write_policy(path: Path, fake: FakeProvider, tasks: str, extra: str = "", provider: str = "") -> Path:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import struct
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -18,18 +17,6 @@ from gateway.providers.base import Secrets
 from gateway.providers.openai import OpenAIProvider, vector_of
 
 TEXTS = ["Where is my new card?", "I was charged twice for a top-up", "How do I change my PIN?"]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeProvider]:
-    with FakeProvider() as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(server: FakeProvider) -> FakeProvider:
-    server.reset()
-    return server
 
 
 def provider(fake: FakeProvider, **config: Any) -> OpenAIProvider:
