@@ -226,7 +226,7 @@ class Gateway:
         policy = self.policy
         task_policy = policy.task(req.task)
         key = self._cache_key(req)
-        cached = self._cached(req, task_policy, traces, key)
+        cached = self._cached(key, req, task_policy, traces)
         if cached is not None:
             return cached
         started, t0 = datetime.now(UTC), time.perf_counter()
@@ -641,7 +641,7 @@ class Gateway:
         firsts: dict[tuple[str, tuple[str, ...]], int] = {}
         twins: list[tuple[int, int]] = []  # (request, the earlier request with the same inputs)
         alone: list[int] = []
-        keys: dict[int, str] = {}  # cache key by request, for a cached task
+        keys: dict[int, str] = {}  # cache key of every grouped request, when the task is cached
         for i, req in enumerate(requests):
             tenant = req.context.tenant_id
             if req.context.sensitivity == "restricted":
@@ -649,7 +649,7 @@ class Gateway:
                 continue
             if task_policy.cache_ttl_s is not None:
                 keys[i] = self._cache_key(req)  # hashed once: looked up now, stored after the call
-                cached = self._cached(req, task_policy, traces, keys[i])
+                cached = self._cached(keys[i], req, task_policy, traces)
                 if cached is not None:
                     out[i] = cached
                     continue
@@ -682,19 +682,14 @@ class Gateway:
         return answered
 
     def _cached(
-        self,
-        req: ModelRequest,
-        task_policy: TaskPolicy,
-        traces: list[TraceRecord],
-        key: str | None = None,
+        self, key: str, req: ModelRequest, task_policy: TaskPolicy, traces: list[TraceRecord]
     ) -> ModelResponse | None:
-        """The exact cache's answer for ``req``, traced as a hit; None when the task is not cached
-        or nothing is stored. ``key`` is the request's cache key if the caller already has it; it
-        is computed only for a cached task, so an uncached batch hashes nothing."""
+        """The exact cache's answer under ``key``, traced as a hit; None when the task is not
+        cached or nothing is stored."""
         if task_policy.cache_ttl_s is None:
             return None
         started, t0 = datetime.now(UTC), time.perf_counter()
-        hit = self._cache.get(key if key is not None else self._cache_key(req))
+        hit = self._cache.get(key)
         return None if hit is None else self._reuse(req, hit, "hit", started, t0, traces)
 
     def _cache_key(self, req: ModelRequest) -> str:
@@ -768,7 +763,7 @@ class Gateway:
             )
             spent += response.cost_usd or Decimal(0)
             if task_policy.cache_ttl_s is not None:
-                self._cache.put(keys.get(i) or self._cache_key(req), response, task_policy.cache_ttl_s)
+                self._cache.put(keys[i], response, task_policy.cache_ttl_s)
             out[i] = response
         if reservation is not None:
             self.budget.settle(reservation, spent)
