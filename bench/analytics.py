@@ -584,13 +584,11 @@ def broker_quiet(settings: Settings, limit_s: float = 30.0) -> float:
     phase timed meanwhile shares the two cores with it. Without this wait the phase that came after
     a sink run paid for that run's reads.
     """
-    pid = stack.broker_pid(settings)
-    if pid is None:
-        return 0.0
-    broker = psutil.Process(pid)
     started = time.perf_counter()
     while time.perf_counter() - started < limit_s:
-        if broker.cpu_percent(interval=1.0) < 10.0:
+        with BrokerCpu(settings) as broker:
+            time.sleep(1.0)
+        if broker.cores < 0.1:
             break
     return time.perf_counter() - started
 
