@@ -105,6 +105,7 @@ from sinks.report import SECTIONS, ReportScope, report_parameters, section_rows
 from sinks.service import SINK_MAX_BYTES, ClickHouseSink
 from streams import envelope as env
 from streams import stack
+from streams.app import PRODUCER_MAX_BATCH_BYTES
 from streams.codec import container_file
 from streams.config import Settings
 from streams.memory import freeze_startup_heap
@@ -469,10 +470,16 @@ class BrokerCpu:
 
 
 async def publish_traces(settings: Settings, records: Sequence[dict[str, Any]]) -> None:
-    """Produce ``records`` to ai.traces.v1 the way the worker does (streams/worker.py): CloudEvents
-    headers with the trace id as ce_id and the event as causation, keyed by event id, acks=all."""
+    """Produce ``records`` to ai.traces.v1 the way the worker does (streams/worker.py, streams/app.py):
+    CloudEvents headers with the trace id as ce_id and the event as causation, keyed by event id,
+    acks=all, batches of up to 256 KiB compressed with ``producer_compression``."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5, max_request_size=16 * 2**20
+        bootstrap_servers=settings.kafka_bootstrap,
+        acks="all",
+        linger_ms=5,
+        max_batch_size=PRODUCER_MAX_BATCH_BYTES,
+        compression_type=settings.producer_compression_type,
+        max_request_size=16 * 2**20,
     )
     await producer.start()
     try:

@@ -34,6 +34,9 @@ from streams.worker import Send, WorkerRuntime
 
 log = structlog.get_logger(__name__)
 RETRY_CAP_S = 30.0
+PRODUCER_MAX_BATCH_BYTES = 256 * 1024
+"""A batch publishes ~5 records per ticket (result + one trace per step): bigger producer batches
+mean fewer requests for the worker and the broker to handle, and compress better."""
 EXIT_UNDRAINED = 75  # EX_TEMPFAIL: a supervisor should restart us; the batch will be redelivered
 
 
@@ -47,10 +50,9 @@ def create_app(settings: Settings) -> faust.App:
         topic_partitions=settings.topic_partitions,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
-        # A batch publishes ~5 records per ticket (result + one trace per step): bigger producer
-        # batches mean fewer requests for the worker and the broker to handle.
-        producer_max_batch_size=256 * 1024,
+        producer_max_batch_size=PRODUCER_MAX_BATCH_BYTES,
         producer_linger=0.005,
+        producer_compression_type=settings.producer_compression_type,
         stream_wait_empty=False,
         processing_guarantee="at_least_once",
         broker_commit_interval=1.0,

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from aiokafka import AIOKafkaProducer
 
 from sinks.clickhouse import TRACE_AVRO_COLUMNS, TRACE_COLUMNS, connect, migrate, trace_row
@@ -62,8 +63,10 @@ def varied_trace(i: int, run_id: str) -> dict[str, Any]:
     }
 
 
-async def produce(settings: Settings, values: list[tuple[bytes, list[tuple[str, bytes]]]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+async def produce(
+    settings: Settings, values: list[tuple[bytes, list[tuple[str, bytes]]]], compression: str | None = None
+) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, compression_type=compression)
     await producer.start()
     try:
         for value, headers in values:
@@ -78,12 +81,16 @@ def test_the_schema_fields_are_the_columns_the_avro_insert_names() -> None:
     assert set(TRACE_COLUMNS) - set(TRACE_AVRO_COLUMNS) == {"ingested_at"}
 
 
-def test_clickhouse_decodes_traces_exactly_like_the_row_builder(broker: Settings) -> None:
-    run_id = f"avro-{datetime.now(UTC).timestamp():.0f}"
+@pytest.mark.parametrize("codec", ["none", "lz4", "zstd", "gzip"])
+def test_clickhouse_decodes_traces_exactly_like_the_row_builder(broker: Settings, codec: str) -> None:
+    """Whichever codec a producer chose (the worker's is ``producer_compression``, lz4 by default;
+    the sink cannot read lz4 or zstd batches without cramjam installed)."""
+    run_id = f"avro-{codec}-{datetime.now(UTC).timestamp():.0f}"
     records = [varied_trace(i, run_id) for i in range(120)]
     encoded = [env.encode_event(AI_TRACES, r) for r in records]
-    asyncio.run(produce(broker, [(value, headers) for value, headers, _ in encoded]))
-    settings = broker.model_copy(update={"app_id": "riverbed-avro-sink", "sink_batch_rows": 50})
+    compression = broker.model_copy(update={"producer_compression": codec}).producer_compression_type
+    asyncio.run(produce(broker, [(value, headers) for value, headers, _ in encoded], compression))
+    settings = broker.model_copy(update={"app_id": f"riverbed-avro-sink-{codec}", "sink_batch_rows": 50})
     with connect(settings.effective_clickhouse_dsn, "riverbed_avro") as client:
         migrate(client)
         sink = ClickHouseSink(settings, client)
