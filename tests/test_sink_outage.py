@@ -9,6 +9,9 @@ sink and ClickHouse engine are all real.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,8 +21,10 @@ from sinks.clickhouse import ClickHouseClient, connect, migrate
 from sinks.service import ClickHouseSink
 from streams import envelope as env
 from streams.config import Settings
-from streams.topics import AI_TRACES
-from tests.conftest import run
+from streams.offsets import end_offsets
+from streams.ops import commit_offsets
+from streams.topics import AI_TRACES, RESULT_TOPICS
+from tests.conftest import drain_sink, run
 
 
 class SwitchableClient:
@@ -142,3 +147,64 @@ def test_clickhouse_outage_pauses_the_sink_and_loses_nothing(broker: Settings) -
             "SELECT uniqExact(trace_id) FROM traces WHERE trace_id LIKE {p:String}", {"p": f"{run_id}-%"}
         )
         assert stored == 2000
+
+
+class StallingClient:
+    """The real chdb client, but the second trace insert hangs until released and then fails: a
+    sink that dies (is cancelled) with that batch on its way into ClickHouse."""
+
+    def __init__(self, client: ClickHouseClient) -> None:
+        self._client = client
+        self.calls = 0
+        self.stalled = threading.Event()
+        self.release = threading.Event()
+
+    def insert(self, table: str, rows: Any, columns: Any) -> None:
+        self._client.insert(table, rows, columns)
+
+    def insert_avro(self, table: str, columns: Any, container: bytes) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            self._client.insert_avro(table, columns, container)
+            return
+        self.stalled.set()
+        self.release.wait(60)
+        raise ConnectionError("the sink died during this insert (test)")
+
+
+def test_a_sink_that_dies_with_an_insert_in_flight_loses_nothing(broker: Settings) -> None:
+    """Offsets move only past inserted rows: a sink cancelled mid-insert, then restarted, stores
+    every trace (a commit ahead of its insert would skip the batch that never landed)."""
+    settings = broker.model_copy(
+        update={"app_id": f"riverbed-stall-{time.time_ns()}", "sink_batch_rows": 200}
+    )
+    run_id = f"stall-{time.time_ns()}"
+    with connect(settings.effective_clickhouse_dsn, "riverbed_stall") as real:
+        migrate(real)
+        client = StallingClient(real)
+        first = ClickHouseSink(settings, client)  # type: ignore[arg-type]
+
+        async def die_mid_insert() -> None:
+            # start the group at this test's traces: the session broker's topics hold earlier
+            # tests' records, and the batches that matter here must be ours
+            ends = await end_offsets(settings.kafka_bootstrap, [AI_TRACES, *RESULT_TOPICS])
+            await commit_offsets(settings.kafka_bootstrap, first.group_id, ends)
+            await publish(settings, 0, 1000, run_id)
+            task = asyncio.create_task(first.run())
+
+            async def stalled() -> bool:
+                return client.stalled.is_set()
+
+            await wait_for(stalled, 60, "the second insert to start")
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            client.release.set()
+
+        run(die_mid_insert())
+        assert 0 < first.stats.rows["traces"] < 1000  # one batch went in before the sink died
+        drain_sink(ClickHouseSink(settings, real))
+        stored = real.query_scalar(
+            "SELECT uniqExact(trace_id) FROM traces WHERE trace_id LIKE {p:String}", {"p": f"{run_id}-%"}
+        )
+    assert stored == 1000
