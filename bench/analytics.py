@@ -13,7 +13,8 @@ everything afterwards.
 local and remote routes, errors, retries and fallbacks, cache hits, unpriced calls) of events from
 the last ``--event-span-hours`` (default 1), in event-time order as a sink reading a live stream
 sees them, are Avro-encoded with CloudEvents headers exactly as the worker publishes them and
-produced to ``ai.traces.v1``, all of them *before* any timing. (The order matters: traces are
+produced to ``ai.traces.v1`` in the worker's producer batches (256 KiB, ``producer_compression``),
+all of them *before* any timing. (The order matters: traces are
 partitioned by their event's day, so a batch of events in random order over 30 days, what this
 benchmark used before 2026-11-24, writes ~30 parts per insert and costs both sides 3-4x more per
 row, which flattered the ratio.) Before each timed phase the benchmark waits for the broker to go
@@ -586,10 +587,10 @@ def broker_quiet(settings: Settings, limit_s: float = 30.0) -> float:
     """Wait (at most ``limit_s``) until the local broker has used under a tenth of a core for a
     whole second; seconds waited.
 
-    Why: the embedded broker (noida-db 0.2.3) keeps working after a consumer has read a backlog,
-    ~2.7-3.4 s of CPU after a 300,000-record read once the consumer has left (2026-11-24), and a
-    phase timed meanwhile shares the two cores with it. Without this wait the phase that came after
-    a sink run paid for that run's reads.
+    Why: the embedded broker (noida-db 0.2.3) keeps its whole Kafka state in one JSON file and
+    rewrites all of it on one core shortly after a produce or a group join or leave (446 MB and
+    1-2.5 s per rewrite for 300,000 traces, 2026-11-24). A phase timed meanwhile shares the two
+    cores with that. Without this wait the phase that came after a sink run paid for that run.
     """
     started = time.perf_counter()
     while time.perf_counter() - started < limit_s:
