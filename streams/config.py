@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     )
     app_id: str = Field(default="riverbed", description="Faust app id = consumer group prefix.")
     topic_partitions: int = Field(default=4, ge=1)
-    producer_compression: Literal["none", "gzip", "lz4", "zstd"] = Field(
+    producer_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
         default="lz4",
         description="Codec of the worker's producer batches (results, traces, retries, dead letters). "
         "Traces are mostly repeated keys and JSON previews: with lz4 the embedded broker spent half "

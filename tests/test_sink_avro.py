@@ -81,10 +81,10 @@ def test_the_schema_fields_are_the_columns_the_avro_insert_names() -> None:
     assert set(TRACE_COLUMNS) - set(TRACE_AVRO_COLUMNS) == {"ingested_at"}
 
 
-@pytest.mark.parametrize("codec", ["none", "lz4", "zstd", "gzip"])
+@pytest.mark.parametrize("codec", ["none", "lz4", "zstd", "gzip", "snappy"])
 def test_clickhouse_decodes_traces_exactly_like_the_row_builder(broker: Settings, codec: str) -> None:
     """Whichever codec a producer chose (the worker's is ``producer_compression``, lz4 by default;
-    the sink cannot read lz4 or zstd batches without cramjam installed)."""
+    the sink cannot read snappy, lz4 or zstd batches without cramjam installed)."""
     run_id = f"avro-{codec}-{datetime.now(UTC).timestamp():.0f}"
     records = [varied_trace(i, run_id) for i in range(120)]
     encoded = [env.encode_event(AI_TRACES, r) for r in records]
