@@ -31,8 +31,12 @@ ratio is sink rows/s ÷ raw rows/s, per round; rounds alternate which side goes 
 pairs, and the figure is the median over pairs of their geometric mean (``paired``). Both sides
 start with the heap frozen out of the garbage collector's full passes, as ``riverbed sink`` does
 (streams/memory.py), and the raw rows are kept pickled while the sink runs.
-Where the sink's time goes is printed too: fetch only, the envelope checks and Avro container
-building only, and the Avro insert.
+Where the sink's time goes is printed per round, as the sink itself measured it during the timed
+run (``SinkStats.seconds``: join, fetch, check, insert, commit), and with it a ceiling: the ratio
+the round would have had if fetching and checking had cost nothing. The fetch stage is the time
+spent awaiting aiokafka's ``getmany`` (the broker's answer and the record parsing); before
+2026-11-24 (evening) the bench timed it in a separate pass that kept all 300,000 records alive, which
+doubled it (9.4 against ~5.4 us a row).
 
 ``report_query_max_s``: ``--report-rows`` traces (plus ``--redelivered`` extra copies of some of
 them with a later ``ingested_at``, as a replaying sink writes them, so ``FINAL`` has real work to
@@ -76,14 +80,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import psutil
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -93,7 +97,6 @@ from gateway.redact import Redactor
 from gateway.tracing import OPERATION_NAMES, uuid5_str
 from sinks.clickhouse import (
     RESULT_COLUMNS,
-    TRACE_AVRO_COLUMNS,
     TRACE_COLUMNS,
     ClickHouseClient,
     connect,
@@ -103,11 +106,10 @@ from sinks.clickhouse import (
 )
 from sinks.compaction import compact_closed_days
 from sinks.report import SECTIONS, ReportScope, report_parameters, section_rows
-from sinks.service import SINK_MAX_BYTES, ClickHouseSink
+from sinks.service import ClickHouseSink
 from streams import envelope as env
 from streams import stack
 from streams.app import PRODUCER_MAX_BATCH_BYTES
-from streams.codec import container_file
 from streams.config import Settings
 from streams.memory import freeze_startup_heap
 from streams.publish import read_rows
@@ -506,6 +508,8 @@ class SinkRun:
     seconds: float
     first_row_s: float
     flushes: int
+    stages: dict[str, float] = field(default_factory=dict)
+    """``SinkStats.seconds``: join, fetch, check, insert, commit."""
     others_cores: float = 0.0
     broker_cores: float = 0.0
     quiet_wait_s: float = 0.0
@@ -529,39 +533,7 @@ async def timed_sink(settings: Settings, client: ClickHouseClient, count: int) -
     finally:
         sink.stop()
         await asyncio.wait_for(task, 60)
-    return SinkRun(done - started, (first or done) - started, sink.stats.flushes)
-
-
-async def fetch_all(settings: Settings, count: int, batch: int) -> tuple[float, list[Any]]:
-    """Seconds a bare consumer (same fetch sizes as the sink) takes to read ``count`` records."""
-    consumer = AIOKafkaConsumer(
-        AI_TRACES,
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=f"{settings.app_id}-fetch-only",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_poll_records=batch,
-    )
-    await consumer.start()
-    try:
-        records: list[Any] = []
-        started = time.perf_counter()
-        while len(records) < count:
-            for part in (await consumer.getmany(timeout_ms=500, max_records=batch)).values():
-                records.extend(part)
-        return time.perf_counter() - started, records
-    finally:
-        await consumer.stop()
-
-
-def checked_containers(records: Sequence[Any], batch: int) -> list[bytes]:
-    """What the sink does with trace records between fetch and insert (ClickHouseSink._buffer and
-    _insert_traces): the envelope checks on each, then the undecoded values of each batch wrapped
-    in one Avro container file."""
-    values = [
-        env.check_envelope(r.topic, r.value, env.header_map(r.headers), SINK_MAX_BYTES) for r in records
-    ]
-    return [container_file(AI_TRACES, values[i : i + batch]) for i in range(0, len(values), batch)]
+    return SinkRun(done - started, (first or done) - started, sink.stats.flushes, dict(sink.stats.seconds))
 
 
 def timed_inserts(
@@ -641,7 +613,7 @@ def sink_ingest(
     raw_blob = pickle.dumps([trace_row(r, now) for r in records], protocol=pickle.HIGHEST_PROTOCOL)
     del records
 
-    ratios = []
+    ratios, ceilings = [], []
     for round_no in range(1, rounds + 1):
         with (
             connect(dsn, f"sink_ingest_{round_no}") as sink_db,
@@ -688,6 +660,8 @@ def sink_ingest(
                 run = sink_side()
             sink_rate, raw_rate = rows / run.seconds, rows / raw_s
             ratios.append(sink_rate / raw_rate)
+            fetch_and_check_s = run.stages.get("fetch", 0.0) + run.stages.get("check", 0.0)
+            ceilings.append(raw_s / (run.seconds - fetch_and_check_s))
             first = "sink" if sink_first else "raw"
             print(
                 f"round {round_no} ({first} first): sink {rows:,} rows in {run.seconds:.2f}s = "
@@ -698,13 +672,29 @@ def sink_ingest(
                 f"{run.others_cores:.2f}; waited {run.quiet_wait_s:.1f}s for a quiet broker first)",
                 flush=True,
             )
+            print(f"  sink stages: {stage_line(run.stages, rows)}", flush=True)
             sink_db.command(f"DROP DATABASE `{sink_db.database}`")
             raw_db.command(f"DROP DATABASE `{raw_db.database}`")
     del raw_blob
-    breakdown(settings, rows, batch)
+    pairs = paired(ratios)
+    each = ", ".join(f"{p:.3f}" for p in pairs)
+    print(f"per pair (geometric mean of a sink-first and a raw-first round): {each}")
+    print(
+        "ceiling: the ratio if the sink's fetch and envelope checks cost nothing (its join, inserts "
+        f"and commits as measured), median over pairs: {statistics.median(paired(ceilings)):.3f}",
+        flush=True,
+    )
     if profile:
         profile_sink(settings, rows)
-    figure("sink_ingest_ratio", statistics.median(paired(ratios)))
+    figure("sink_ingest_ratio", statistics.median(pairs))
+
+
+def stage_line(stages: dict[str, float], rows: int) -> str:
+    """The sink's own stage times, as measured inside the run (``SinkStats.seconds``)."""
+    return ", ".join(
+        f"{stage} {stages.get(stage, 0.0):.2f}s ({stages.get(stage, 0.0) / rows * 1e6:.1f} us/row)"
+        for stage in ("join", "fetch", "check", "insert", "commit")
+    )
 
 
 def paired(ratios: Sequence[float]) -> list[float]:
@@ -715,38 +705,7 @@ def paired(ratios: Sequence[float]) -> list[float]:
     pair cancels that out. A last, unpaired round is left out unless it is the only one.
     """
     pairs = [math.sqrt(ratios[i] * ratios[i + 1]) for i in range(0, len(ratios) - 1, 2)]
-    if pairs:
-        print(
-            "per pair (geometric mean of a sink-first and a raw-first round): "
-            + ", ".join(f"{p:.3f}" for p in pairs)
-        )
     return pairs or list(ratios)
-
-
-def breakdown(settings: Settings, rows: int, batch: int) -> None:
-    """The sink's three stages one at a time, on the same records: where its time goes."""
-    fetch_s, fetched = asyncio.run(fetch_all(settings, rows, batch))
-    t0 = time.perf_counter()
-    containers = checked_containers(fetched, batch)
-    check_s = time.perf_counter() - t0
-    del fetched
-    with connect(settings.effective_clickhouse_dsn, "ingest_breakdown") as db:
-        migrate(db)
-        t0 = time.perf_counter()
-        for container in containers:
-            db.insert_avro("traces", TRACE_AVRO_COLUMNS, container)
-        insert_s = time.perf_counter() - t0
-        db.command(f"DROP DATABASE `{db.database}`")
-    del containers
-    total = fetch_s + check_s + insert_s
-    per_row = 1e6 / rows
-    print(
-        f"sink stages, one at a time over the same {rows:,} records: fetch {fetch_s:.2f}s "
-        f"({fetch_s * per_row:.1f} us/row), envelope checks + Avro container {check_s:.2f}s "
-        f"({check_s * per_row:.1f} us/row), Avro insert in batches of {batch:,} {insert_s:.2f}s "
-        f"({insert_s * per_row:.1f} us/row); sum {total:.2f}s",
-        flush=True,
-    )
 
 
 def profile_sink(settings: Settings, rows: int) -> None:

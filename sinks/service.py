@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -61,6 +61,21 @@ class SinkStats:
     paused: bool = False
     compaction_passes: int = 0
     compacted_partitions: int = 0
+    seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    """Wall time per stage of the loop: ``join`` (consumer start, group join included),
+    ``fetch`` (awaiting the broker's records), ``check`` (envelope checks, result rows),
+    ``insert`` (every ClickHouse call, failed ones included, not the backoff between them) and
+    ``commit``. Why: when a sink falls behind, this says whether the broker, the sink's own Python
+    or ClickHouse is the slow part (logged at stop)."""
+
+
+@contextlib.contextmanager
+def _timed(seconds: defaultdict[str, float], stage: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[stage] += time.perf_counter() - started
 
 
 class DataRejected(Exception):
@@ -106,15 +121,19 @@ class ClickHouseSink:
             max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
         )
         self._consumer = consumer
-        await consumer.start()
+        seconds = self.stats.seconds
+        with _timed(seconds, "join"):
+            await consumer.start()
         try:
             while not self._stopping.is_set():
                 timeout_ms = int(1000 * min(self._settings.sink_flush_interval_s, 0.5))
-                batches = await consumer.getmany(
-                    timeout_ms=timeout_ms, max_records=self._settings.sink_batch_rows
-                )
-                for records in batches.values():
-                    self._buffer(records)
+                with _timed(seconds, "fetch"):
+                    batches = await consumer.getmany(
+                        timeout_ms=timeout_ms, max_records=self._settings.sink_batch_rows
+                    )
+                with _timed(seconds, "check"):
+                    for records in batches.values():
+                        self._buffer(records)
                 if self._traces.due() or self._results.due():
                     await self.flush()
                 if self._compaction_due():
@@ -123,6 +142,12 @@ class ClickHouseSink:
         finally:
             with contextlib.suppress(Exception):
                 await consumer.stop()
+            log.info(
+                "sink_stopped",
+                rows=dict(self.stats.rows),
+                rejected=dict(self.stats.rejected),
+                seconds={stage: round(s, 3) for stage, s in seconds.items()},
+            )
 
     def stop(self) -> None:
         self._stopping.set()
@@ -183,7 +208,8 @@ class ClickHouseSink:
                     "results", len(results), lambda: self._client.insert("results", results, RESULT_COLUMNS)
                 )
                 if self._consumer is not None:
-                    await self._consumer.commit()
+                    with _timed(self.stats.seconds, "commit"):
+                        await self._consumer.commit()
             finally:
                 self._in_flight = 0
             if traces or results:
@@ -233,7 +259,8 @@ class ClickHouseSink:
         paused = False
         while True:
             try:
-                await asyncio.to_thread(insert)
+                with _timed(self.stats.seconds, "insert"):
+                    await asyncio.to_thread(insert)
                 break
             except Exception as exc:
                 if data_errors and _is_data_error(exc):

@@ -9,6 +9,7 @@ the bad one.
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -146,3 +147,44 @@ def test_a_batch_with_a_bad_value_takes_the_row_path_and_keeps_the_good_ones(bro
         }
     assert stored == {f"{run_id}-{i}" for i in range(30) if i not in (10, 20)}
     assert sink.stats.rejected[AI_TRACES] >= 2
+
+
+class SlowClient:
+    """The real chdb client behind a server that takes ``delay_s`` longer to answer each insert."""
+
+    def __init__(self, client: Any, delay_s: float) -> None:
+        self._client = client
+        self.delay_s = delay_s
+        self.inserts = 0
+
+    def insert(self, table: str, rows: Any, columns: Any) -> None:
+        self.inserts += 1
+        time.sleep(self.delay_s)
+        self._client.insert(table, rows, columns)
+
+    def insert_avro(self, table: str, columns: Any, container: bytes) -> None:
+        self.inserts += 1
+        time.sleep(self.delay_s)
+        self._client.insert_avro(table, columns, container)
+
+
+def test_the_sink_reports_where_its_time_went(broker: Settings) -> None:
+    """``SinkStats.seconds`` is what an operator reads when a sink falls behind: every stage of
+    the loop is there, a slow ClickHouse shows up as insert time, and the stages never add up to
+    more than the run."""
+    run_id = f"avro-stages-{datetime.now(UTC).timestamp():.0f}"
+    encoded = [env.encode_event(AI_TRACES, varied_trace(i, run_id)) for i in range(60)]
+    asyncio.run(produce(broker, [(value, headers) for value, headers, _ in encoded]))
+    settings = broker.model_copy(update={"app_id": f"riverbed-{run_id}", "sink_batch_rows": 25})
+    with connect(settings.effective_clickhouse_dsn, "riverbed_avro_stages") as client:
+        migrate(client)
+        slow = SlowClient(client, delay_s=0.2)
+        sink = ClickHouseSink(settings, slow)  # type: ignore[arg-type]
+        started = time.perf_counter()
+        drain_sink(sink)
+        wall_s = time.perf_counter() - started
+    seconds = sink.stats.seconds
+    assert slow.inserts >= 3  # 60 traces of this test alone, in batches of 25
+    assert seconds["insert"] >= slow.delay_s * slow.inserts
+    assert all(seconds[stage] > 0 for stage in ("join", "fetch", "check", "commit")), dict(seconds)
+    assert sum(seconds.values()) <= wall_s
