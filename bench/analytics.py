@@ -36,7 +36,7 @@ run (``SinkStats.seconds``: join, fetch, check, insert, commit), and with it a c
 the round would have had if fetching and checking had cost nothing. The fetch stage is the time
 spent awaiting aiokafka's ``getmany`` (the broker's answer and the record parsing); before
 2026-11-24 (evening) the bench timed it in a separate pass that kept all 300,000 records alive, which
-doubled it (9.4 against ~5.4 us a row).
+doubled it (9.4 against 6.0 us a row).
 
 ``report_query_max_s``: ``--report-rows`` traces (plus ``--redelivered`` extra copies of some of
 them with a later ``ingested_at``, as a replaying sink writes them, so ``FINAL`` has real work to

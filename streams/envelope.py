@@ -106,9 +106,15 @@ def header_map(
     return {k: (v or b"").decode("utf-8", "replace") for k, v in items}
 
 
-def check_envelope(topic: str, value: bytes | None, headers: Mapping[str, str], max_bytes: int) -> bytes:
+def check_envelope(
+    topic: str, value: bytes | None, headers: Mapping[str, str] | Mapping[str, bytes | None], max_bytes: int
+) -> bytes:
     """The checks that need no decoding (value present and within the limit, CloudEvents headers,
-    type belongs on the topic); returns the value. ``decode_event`` runs them first."""
+    type belongs on the topic); returns the value. ``decode_event`` runs them first.
+
+    ``headers`` may be decoded (``header_map``) or the record's own bytes (``dict(record.headers)``):
+    the sink checks every trace and needs none of them decoded, and decoding eight headers per
+    record was most of its check time (1.1 of 1.35 µs a record, 2026-11-24)."""
     if value is None:
         raise EnvelopeError("empty value (tombstone) on an event topic")
     if len(value) > max_bytes:
@@ -116,8 +122,11 @@ def check_envelope(topic: str, value: bytes | None, headers: Mapping[str, str], 
     for name in ("ce_id", "ce_type", "ce_source", "ce_specversion"):
         if not headers.get(name):
             raise EnvelopeError(f"missing CloudEvents header {name}")
-    if headers["ce_type"] != EVENT_TYPES[topic]:
-        raise EnvelopeError(f"ce_type {headers['ce_type']!r} does not belong on {topic}")
+    ce_type = headers["ce_type"]
+    if isinstance(ce_type, bytes):
+        ce_type = ce_type.decode("utf-8", "replace")
+    if ce_type != EVENT_TYPES[topic]:
+        raise EnvelopeError(f"ce_type {ce_type!r} does not belong on {topic}")
     return value
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -136,3 +137,42 @@ def test_arbitrary_bytes_never_escape_as_unexpected_exceptions(data: bytes, topi
     headers = {"ce_id": "1", "ce_type": EVENT_TYPES[topic], "ce_source": "s", "ce_specversion": "1.0"}
     with contextlib.suppress(codec.CodecError, env.EnvelopeError):
         env.decode_event(topic, data, headers, max_bytes=1 << 20)
+
+
+def _without(headers: list[tuple[str, bytes]], name: str) -> list[tuple[str, bytes]]:
+    return [(k, v) for k, v in headers if k != name]
+
+
+def _with(headers: list[tuple[str, bytes]], name: str, value: bytes | None) -> list[tuple[str, Any]]:
+    return [*_without(headers, name), (name, value)]
+
+
+GOOD_TRACE_HEADERS = env.build_headers(
+    event_id="t-1", topic=AI_TRACES, tenant_id="acme", source="urn:riverbed:gateway", causation_id="e-1"
+)
+HEADER_CASES = {
+    "as published": GOOD_TRACE_HEADERS,
+    "no ce_id": _without(GOOD_TRACE_HEADERS, "ce_id"),
+    "empty ce_source": _with(GOOD_TRACE_HEADERS, "ce_source", b""),
+    "null ce_specversion": _with(GOOD_TRACE_HEADERS, "ce_specversion", None),
+    "another topic's type": _with(GOOD_TRACE_HEADERS, "ce_type", EVENT_TYPES[TICKET_CREATED].encode()),
+    "type not UTF-8": _with(GOOD_TRACE_HEADERS, "ce_type", b"io.riverbed.\xff"),
+    "type given twice, the last one wrong": [*GOOD_TRACE_HEADERS, ("ce_type", b"io.other")],
+}
+
+
+@pytest.mark.parametrize("case", HEADER_CASES)
+def test_the_envelope_check_gives_the_same_verdict_on_header_bytes_as_on_decoded_headers(case: str) -> None:
+    """The sink checks traces on the records' header bytes, the worker on decoded headers."""
+    headers = HEADER_CASES[case]
+
+    def verdict(mapping: Any) -> str:
+        try:
+            env.check_envelope(AI_TRACES, b"value", mapping, max_bytes=1 << 20)
+        except env.EnvelopeError as exc:
+            return str(exc)
+        return "ok"
+
+    decoded, raw = verdict(env.header_map(headers)), verdict(dict(headers))
+    assert decoded == raw
+    assert (decoded == "ok") == (case == "as published")
