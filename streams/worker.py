@@ -241,9 +241,14 @@ class WorkerRuntime:
             pending.append(await send(routed))
         await asyncio.gather(*pending)
         if self.processed is not None and outcome.results:
-            # only now are the results durable, so only now may the table say they exist
+            # Only now are the results durable, so only now may the table say they exist. The
+            # markers' acks are not waited for: a lost marker only means a redelivered event pays
+            # its model calls again (at-least-once, deduplicated downstream), while waiting put a
+            # second broker round trip on every batch's path (~20 ms of ~700, 2026-11-24).
             done = [result.event_id for result in outcome.results]
-            await asyncio.gather(*[await send(marker(result_id)) for result_id in done])
+            for result_id in done:
+                acked = asyncio.ensure_future(await send(marker(result_id)))
+                acked.add_done_callback(_log_lost_marker)
             self.processed.record(done)
         self.stats.results[topic] += len(outcome.results)
         self.stats.traces += len(outcome.traces)
@@ -259,6 +264,11 @@ class WorkerRuntime:
             log.warning(
                 "shadow_event_failed", offset=inbound.offset, step=failure.step, error=failure.message[:300]
             )
+
+
+def _log_lost_marker(acked: asyncio.Future[Any]) -> None:
+    if not acked.cancelled() and (exc := acked.exception()) is not None:
+        log.warning("processed_marker_lost", error=repr(exc))
 
 
 def record_time(inbound: InboundEvent) -> datetime | None:
