@@ -1,7 +1,8 @@
-"""Ticket workflow: classify intent and priority → extract entities → retrieve similar items →
+"""Ticket workflow: classify intent ∥ extract entities → embed → retrieve similar items ∥
 summarize → emit ticket.triaged.v1.
 
-Steps run in a fixed order over the whole micro-batch, so each model sees a batch (several times
+Steps run in a fixed order over the whole micro-batch (side by side where neither reads the
+other's output), so each model sees a batch (several times
 faster per item on the local tier) while each event keeps its own trace per step.
 """
 
@@ -87,20 +88,30 @@ async def triage(items: list[WorkItem], deps: WorkflowDeps, turn: Turn) -> Batch
         store=lambda it, out: it.outputs.__setitem__("vector", out[0]),
         **common,
     )
-    # Search-then-insert must see batches in the order they were taken, or a ticket's neighbours
-    # would depend on which of two batches in flight got to the store first.
-    async with turn.stage("retrieve"):
-        live = await asyncio.to_thread(_retrieve_similar, live, deps, outcome)
-    live = await steps.model_step(
-        deps.gateway,
-        live,
-        outcome,
-        step="summarize",
-        task=Task.SUMMARIZE,
-        build=request(Task.SUMMARIZE, max_sentences=1),
-        store=lambda it, out: it.outputs.__setitem__("summary", out),
-        **common,
+
+    async def retrieve(items: list[WorkItem]) -> list[WorkItem]:
+        # Search-then-insert must see batches in the order they were taken, or a ticket's neighbours
+        # would depend on which of two batches in flight got to the store first.
+        async with turn.stage("retrieve"):
+            return await asyncio.to_thread(_retrieve_similar, items, deps, outcome)
+
+    # The summary reads only the ticket text, so it is asked for while the store is searched: the
+    # search (and its wait for the batch before) is then off the batch's path instead of on it.
+    retrieved, summarized = await asyncio.gather(
+        retrieve(live),
+        steps.model_step(
+            deps.gateway,
+            live,
+            outcome,
+            step="summarize",
+            task=Task.SUMMARIZE,
+            build=request(Task.SUMMARIZE, max_sentences=1),
+            store=lambda it, out: it.outputs.__setitem__("summary", out),
+            **common,
+        ),
     )
+    found = {id(item) for item in retrieved}
+    live = [item for item in summarized if id(item) in found]
     review_policy = deps.gateway.policy.task(Task.CLASSIFY_INTENT)
     for item in live:
         reasons = review_reasons(item.outputs["intent"], review_policy)
