@@ -2,8 +2,8 @@
 summarize → emit ticket.triaged.v1.
 
 Steps run in a fixed order over the whole micro-batch (side by side where neither reads the
-other's output), so each model sees a batch (several times
-faster per item on the local tier) while each event keeps its own trace per step.
+other's output), so each model sees a batch (several times faster per item on the local tier)
+while each event keeps its own trace per step.
 """
 
 from __future__ import annotations
