@@ -22,7 +22,9 @@ from sinks.service import ClickHouseSink
 from streams import envelope as env
 from streams.codec import load_schema
 from streams.config import Settings
-from streams.topics import AI_TRACES
+from streams.offsets import end_offsets
+from streams.ops import commit_offsets
+from streams.topics import AI_TRACES, RESULT_TOPICS
 from tests.conftest import drain_sink
 
 
@@ -173,18 +175,25 @@ def test_the_sink_reports_where_its_time_went(broker: Settings) -> None:
     the loop is there, a slow ClickHouse shows up as insert time, and the stages never add up to
     more than the run."""
     run_id = f"avro-stages-{datetime.now(UTC).timestamp():.0f}"
-    encoded = [env.encode_event(AI_TRACES, varied_trace(i, run_id)) for i in range(60)]
-    asyncio.run(produce(broker, [(value, headers) for value, headers, _ in encoded]))
     settings = broker.model_copy(update={"app_id": f"riverbed-{run_id}", "sink_batch_rows": 25})
     with connect(settings.effective_clickhouse_dsn, "riverbed_avro_stages") as client:
         migrate(client)
         slow = SlowClient(client, delay_s=0.2)
         sink = ClickHouseSink(settings, slow)  # type: ignore[arg-type]
+
+        async def only_this_tests_traces() -> None:
+            # the session broker's topics hold earlier tests' records: start the group after them
+            ends = await end_offsets(settings.kafka_bootstrap, [AI_TRACES, *RESULT_TOPICS])
+            await commit_offsets(settings.kafka_bootstrap, sink.group_id, ends)
+            encoded = [env.encode_event(AI_TRACES, varied_trace(i, run_id)) for i in range(60)]
+            await produce(broker, [(value, headers) for value, headers, _ in encoded])
+
+        asyncio.run(only_this_tests_traces())
         started = time.perf_counter()
         drain_sink(sink)
         wall_s = time.perf_counter() - started
     seconds = sink.stats.seconds
-    assert slow.inserts >= 3  # 60 traces of this test alone, in batches of 25
+    assert sink.stats.rows["traces"] == 60 and slow.inserts >= 3  # in batches of 25
     assert seconds["insert"] >= slow.delay_s * slow.inserts
     assert all(seconds[stage] > 0 for stage in ("join", "fetch", "check", "commit")), dict(seconds)
     assert sum(seconds.values()) <= wall_s
