@@ -63,10 +63,10 @@ class SinkStats:
     compacted_partitions: int = 0
     seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     """Wall time per stage of the loop: ``join`` (consumer start, group join included),
-    ``fetch`` (awaiting the broker's records), ``check`` (envelope checks, result rows),
-    ``insert`` (every ClickHouse call, failed ones included, not the backoff between them) and
-    ``commit``. Why: when a sink falls behind, this says whether the broker, the sink's own Python
-    or ClickHouse is the slow part (logged at stop)."""
+    ``fetch`` (awaiting the broker's records, idle waits for new ones included), ``check``
+    (envelope checks, result rows), ``insert`` (every ClickHouse call, failed ones included, not
+    the backoff between them) and ``commit``. Why: when a sink falls behind, this says whether the
+    broker, the sink's own Python or ClickHouse is the slow part (logged at stop)."""
 
 
 @contextlib.contextmanager
