@@ -1,12 +1,13 @@
 """The ticket workflow in-process: every step goes to the fake provider (a real HTTP server on
 loopback). The summary is asked for beside the similar-ticket search, so a search that fails costs
 the summary call, but its tickets still fail at the retrieve step (retryable) and none gets a
-result. The vector store that refuses is a stand-in: the real engines cannot be made to fail on
-demand."""
+result. The store is the real embedded engine (qdrant-edge); the one that refuses is a stand-in,
+as the real engines cannot be made to fail on demand."""
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +21,8 @@ from agents.tickets import triage
 from gateway.fake_provider import Behaviour, FakeProvider
 from gateway.gateway import Gateway
 from gateway.policy import PolicyStore
-from sinks.vectors.base import SearchQuery, VectorHit, VectorPoint, VectorStore
+from sinks.vectors.base import BatchSearchingStore, SearchQuery, VectorHit, VectorPoint, VectorStore
+from sinks.vectors.edge import EdgeVectorStore
 from streams import envelope as env
 from streams.config import Settings
 from streams.inflight import Turn
@@ -43,45 +45,23 @@ routes = [{{ provider = "llm", model = "summary", retries = 0 }}]
 """
 
 
-class MemoryStore(VectorStore):
-    """Brute force over a list; ``down`` makes every call raise, as an unreachable store does."""
-
-    def __init__(self) -> None:
-        self.points: list[VectorPoint] = []
-        self.down = False
+class UnreachableStore(BatchSearchingStore):
+    """Every search and write raises, as a store that cannot be reached does."""
 
     def ensure_collection(self, dimensions: int) -> None:
         pass
 
     def upsert(self, points: Sequence[VectorPoint]) -> None:
-        self._check()
-        self.points.extend(points)
-
-    def search(
-        self,
-        vector: Sequence[float],
-        *,
-        tenant_id: str,
-        limit: int,
-        kinds: Sequence[str] | None = None,
-        exclude_source_id: str | None = None,
-    ) -> list[VectorHit]:
-        self._check()
-        return []
+        raise ConnectionError("vector store unreachable (test)")
 
     def search_many(self, queries: Sequence[SearchQuery]) -> list[list[VectorHit]]:
-        self._check()
-        return [[] for _ in queries]
+        raise ConnectionError("vector store unreachable (test)")
 
     def count(self, tenant_id: str | None = None) -> int:
-        return len(self.points)
+        return 0
 
     def close(self) -> None:
         pass
-
-    def _check(self) -> None:
-        if self.down:
-            raise ConnectionError("vector store unreachable (test)")
 
 
 def tickets(count: int) -> list[WorkItem]:
@@ -106,7 +86,7 @@ def tickets(count: int) -> list[WorkItem]:
     return items
 
 
-def run_triage(tmp_path: Path, fake: FakeProvider, store: MemoryStore, count: int) -> BatchOutcome:
+def run_triage(tmp_path: Path, fake: FakeProvider, store: VectorStore, count: int) -> BatchOutcome:
     for model, content in {
         "intent": '{"label": "card_arrival", "confidence": 0.9}',
         "entities": '{"entities": []}',
@@ -126,30 +106,28 @@ def run_triage(tmp_path: Path, fake: FakeProvider, store: MemoryStore, count: in
     return asyncio.run(go())
 
 
-def steps_traced(outcome: BatchOutcome) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for trace in outcome.traces:
-        step: Any = trace["step"]
-        counts[step] = counts.get(step, 0) + 1
-    return counts
+def steps_traced(outcome: BatchOutcome) -> Counter[str]:
+    return Counter(str(trace["step"]) for trace in outcome.traces)
 
 
 def test_every_ticket_gets_a_result_with_its_summary_and_its_point_stored(
     tmp_path: Path, fake: FakeProvider
 ) -> None:
-    store = MemoryStore()
-    outcome = run_triage(tmp_path, fake, store, 6)
-    assert len(outcome.results) == 6 and not outcome.failures
-    assert len(store.points) == 6
+    store = EdgeVectorStore(tmp_path / "qdrant", "tickets")
+    try:
+        store.ensure_collection(384)
+        outcome = run_triage(tmp_path, fake, store, 6)
+        assert len(outcome.results) == 6 and not outcome.failures
+        assert store.count("acme") == 6
+    finally:
+        store.close()
     assert steps_traced(outcome) == {"classify": 6, "extract": 6, "retrieve": 6, "summarize": 6}
 
 
 def test_a_failing_search_fails_every_ticket_at_retrieve_and_none_gets_a_result(
     tmp_path: Path, fake: FakeProvider
 ) -> None:
-    store = MemoryStore()
-    store.down = True
-    outcome = run_triage(tmp_path, fake, store, 6)
+    outcome = run_triage(tmp_path, fake, UnreachableStore(), 6)
     assert outcome.results == []
     assert sorted(i.offset for i, _ in outcome.failures) == list(range(6))
     assert {(f.step, f.retryable) for _, f in outcome.failures} == {("retrieve", True)}
