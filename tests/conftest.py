@@ -139,6 +139,17 @@ def drain_sink(sink: Any, timeout_s: float = 60) -> None:
     assert sink.stats.rows["traces"] > 0
 
 
+async def start_sink_group_at_end(settings: Settings, group_id: str) -> None:
+    """Commit the sink group's offsets at the ends of the sink's topics: the session broker's topics
+    hold every earlier test's records, and a test whose batches must be its own starts after them."""
+    from streams.offsets import end_offsets
+    from streams.ops import commit_offsets
+    from streams.topics import AI_TRACES, RESULT_TOPICS
+
+    ends = await end_offsets(settings.kafka_bootstrap, [AI_TRACES, *RESULT_TOPICS])
+    await commit_offsets(settings.kafka_bootstrap, group_id, ends)
+
+
 @pytest.fixture(scope="module")
 def fake_server() -> Iterator[FakeProvider]:
     """One fake provider (a real HTTP server on loopback) per test module."""

@@ -22,10 +22,8 @@ from sinks.service import ClickHouseSink
 from streams import envelope as env
 from streams.codec import load_schema
 from streams.config import Settings
-from streams.offsets import end_offsets
-from streams.ops import commit_offsets
-from streams.topics import AI_TRACES, RESULT_TOPICS
-from tests.conftest import drain_sink
+from streams.topics import AI_TRACES
+from tests.conftest import drain_sink, start_sink_group_at_end
 
 
 def varied_trace(i: int, run_id: str) -> dict[str, Any]:
@@ -182,9 +180,7 @@ def test_the_sink_reports_where_its_time_went(broker: Settings) -> None:
         sink = ClickHouseSink(settings, slow)  # type: ignore[arg-type]
 
         async def only_this_tests_traces() -> None:
-            # the session broker's topics hold earlier tests' records: start the group after them
-            ends = await end_offsets(settings.kafka_bootstrap, [AI_TRACES, *RESULT_TOPICS])
-            await commit_offsets(settings.kafka_bootstrap, sink.group_id, ends)
+            await start_sink_group_at_end(settings, sink.group_id)
             encoded = [env.encode_event(AI_TRACES, varied_trace(i, run_id)) for i in range(60)]
             await produce(broker, [(value, headers) for value, headers, _ in encoded])
 

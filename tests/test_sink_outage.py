@@ -21,10 +21,8 @@ from sinks.clickhouse import ClickHouseClient, connect, migrate
 from sinks.service import ClickHouseSink
 from streams import envelope as env
 from streams.config import Settings
-from streams.offsets import end_offsets
-from streams.ops import commit_offsets
-from streams.topics import AI_TRACES, RESULT_TOPICS
-from tests.conftest import drain_sink, run
+from streams.topics import AI_TRACES
+from tests.conftest import drain_sink, run, start_sink_group_at_end
 
 
 class SwitchableClient:
@@ -185,10 +183,7 @@ def test_a_sink_that_dies_with_an_insert_in_flight_loses_nothing(broker: Setting
         first = ClickHouseSink(settings, client)  # type: ignore[arg-type]
 
         async def die_mid_insert() -> None:
-            # start the group at this test's traces: the session broker's topics hold earlier
-            # tests' records, and the batches that matter here must be ours
-            ends = await end_offsets(settings.kafka_bootstrap, [AI_TRACES, *RESULT_TOPICS])
-            await commit_offsets(settings.kafka_bootstrap, first.group_id, ends)
+            await start_sink_group_at_end(settings, first.group_id)
             await publish(settings, 0, 1000, run_id)
             task = asyncio.create_task(first.run())
 
