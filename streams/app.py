@@ -25,6 +25,7 @@ from agents.outcome import InboundEvent, OutboundEvent
 from agents.routing import due_at
 from streams import envelope as env
 from streams.config import Settings
+from streams.faust_compat import install_batch_fill_without_yield
 from streams.inflight import InFlightBatches, Turn
 from streams.memory import freeze_startup_heap
 from streams.reachability import wait_until_unreachable
@@ -41,6 +42,7 @@ EXIT_UNDRAINED = 75  # EX_TEMPFAIL: a supervisor should restart us; the batch wi
 
 
 def create_app(settings: Settings) -> faust.App:
+    install_batch_fill_without_yield()
     brokers = ";".join(settings.kafka_bootstrap.split(","))
     app = faust.App(
         settings.app_id,
