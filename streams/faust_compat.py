@@ -4,10 +4,10 @@ Faust's compiled stream iterator (``faust/_cython/streams.pyx``, ``StreamIterato
 ``await sleep(0)`` before it takes each event off the stream's queue. That yield is there so a
 stream whose body never suspends cannot starve the loop; its price is one full pass of the event
 loop per event. The worker's agents take batches of 16 with ``noack_take``, and with 256 tickets in
-flight the loop is busy with hundreds of HTTP answers, so a pass takes about a millisecond and a
-batch of 16 events that were all waiting in the queue took 16-20 ms to fill. Meanwhile a free
-batch slot idled: 14.1 of 16 slots were working on average at 256 in flight (2026-11-24,
-docs/architecture.md).
+flight the loop is busy with hundreds of HTTP answers, so every pass is slow and a freed batch slot
+waited while the next 16 events, already queued, trickled into the buffer: 14.5-14.6 of 16 slots
+were working on average, against 15.4-15.5 without the yield (2026-11-24, docs/architecture.md).
+On an idle loop the test counts 20 passes to fill a batch of 16 with the yield and 3 without.
 
 Without the yield the take's filler moves up to a batch's worth of queued events into the buffer in
 one go and still suspends where it must: ``noack_take``'s filler waits once its buffer is full
@@ -26,10 +26,20 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import structlog
+from faust import streams as _faust_streams
+
 try:
     from faust._cython import streams as _compiled_streams
 except ImportError:  # pragma: no cover - faust built without its extension
     _compiled_streams = None
+
+log = structlog.get_logger(__name__)
+
+
+def _compiled_iterator_in_use() -> bool:
+    """Faust picks its compiled iterator at import unless ``NO_CYTHON`` is set."""
+    return _compiled_streams is not None and getattr(_faust_streams, "_CStreamIterator", None) is not None
 
 
 async def _no_yield(delay: float, result: Any = None) -> Any:
@@ -39,7 +49,8 @@ async def _no_yield(delay: float, result: Any = None) -> Any:
 
 def install_batch_fill_without_yield() -> bool:
     """Idempotent; False when faust runs without its compiled stream iterator (nothing changed)."""
-    if _compiled_streams is None:
+    if _compiled_streams is None or not _compiled_iterator_in_use():
+        log.info("faust_stream_iterator_not_compiled", effect="batches fill one loop pass per event")
         return False
     _compiled_streams.sleep = _no_yield
     return True
