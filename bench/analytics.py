@@ -12,9 +12,10 @@ everything afterwards.
 ``sink_ingest_ratio``: ``--rows`` trace records (``TraceFactory``: several tenants and workflows,
 local and remote routes, errors, retries and fallbacks, cache hits, unpriced calls) of events from
 the last ``--event-span-hours`` (default 1), in event-time order as a sink reading a live stream
-sees them, are Avro-encoded with CloudEvents headers exactly as the worker publishes them and
-produced to ``ai.traces.v1`` in the worker's producer batches (256 KiB, ``producer_compression``),
-all of them *before* any timing. (The order matters: traces are
+sees them, are published exactly as the worker publishes them: the traces of each run of
+``worker_batch_size`` events in batch messages, one per tenant (streams/trace_batches.py; before
+2026-11-24, night, one message per trace), produced to ``ai.traces.v1`` in the worker's producer
+batches (256 KiB, ``producer_compression``), all of them *before* any timing. (The order matters: traces are
 partitioned by their event's day, so a batch of events in random order over 30 days, what this
 benchmark used before 2026-11-24, writes ~30 parts per insert and costs both sides 3-4x more per
 row, which flattered the ratio.) Before each timed phase the benchmark waits for the broker to go
@@ -114,6 +115,7 @@ from streams.config import Settings
 from streams.memory import freeze_startup_heap
 from streams.publish import read_rows
 from streams.topics import AI_TRACES, DOCUMENT_ENRICHED, TICKET_TRIAGED
+from streams.trace_batches import trace_messages
 
 DAYS = 30
 QUERY_RUNS = 3
@@ -472,10 +474,11 @@ class BrokerCpu:
 # ------------------------------------------------------------------------------------- sink ingest
 
 
-async def publish_traces(settings: Settings, records: Sequence[dict[str, Any]]) -> None:
+async def publish_traces(settings: Settings, records: Sequence[dict[str, Any]]) -> int:
     """Produce ``records`` to ai.traces.v1 the way the worker does (streams/worker.py, streams/app.py):
-    CloudEvents headers with the trace id as ce_id and the event as causation, keyed by event id,
-    acks=all, batches of up to 256 KiB compressed with ``producer_compression``."""
+    the traces of each worker batch (``worker_batch_size`` events) in batch messages, one per tenant
+    (streams/trace_batches.py), acks=all, producer batches of up to 256 KiB compressed with
+    ``producer_compression``. Returns the number of messages."""
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
         acks="all",
@@ -487,20 +490,29 @@ async def publish_traces(settings: Settings, records: Sequence[dict[str, Any]]) 
     await producer.start()
     try:
         pending = []
-        for record in records:
-            value, headers, _ = env.encode_event(
-                AI_TRACES,
-                record,
-                event_id=record["trace_id"],
-                source="urn:riverbed:gateway",
-                causation_id=record["event_id"],
-            )
-            pending.append(
-                await producer.send(AI_TRACES, value, key=record["event_id"].encode(), headers=headers)
-            )
+        for batch in worker_batches(records, settings.worker_batch_size):
+            for message in trace_messages(batch):
+                pending.append(
+                    await producer.send(AI_TRACES, message.value, key=message.key, headers=message.headers)
+                )
         await asyncio.gather(*pending)
     finally:
         await producer.stop()
+    return len(pending)
+
+
+def worker_batches(records: Sequence[dict[str, Any]], events: int) -> Iterator[list[dict[str, Any]]]:
+    """The traces of consecutive runs of ``events`` events: what one worker batch publishes."""
+    batch: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for record in records:
+        if record["event_id"] not in seen and len(seen) == events:
+            yield batch
+            batch, seen = [], set()
+        seen.add(record["event_id"])
+        batch.append(record)
+    if batch:
+        yield batch
 
 
 @dataclass
@@ -508,6 +520,7 @@ class SinkRun:
     seconds: float
     first_row_s: float
     flushes: int
+    inserts: int
     stages: dict[str, float] = field(default_factory=dict)
     """``SinkStats.seconds``: join, fetch, check, insert, commit."""
     others_cores: float = 0.0
@@ -533,7 +546,13 @@ async def timed_sink(settings: Settings, client: ClickHouseClient, count: int) -
     finally:
         sink.stop()
         await asyncio.wait_for(task, 60)
-    return SinkRun(done - started, (first or done) - started, sink.stats.flushes, dict(sink.stats.seconds))
+    return SinkRun(
+        done - started,
+        (first or done) - started,
+        sink.stats.flushes,
+        sink.stats.inserts,
+        dict(sink.stats.seconds),
+    )
 
 
 def timed_inserts(
@@ -603,9 +622,12 @@ def sink_ingest(
     raw_batch = raw_batch or batch
     records = live_traces(rows, span)
     t0 = time.perf_counter()
-    asyncio.run(publish_traces(settings, records))
+    messages = asyncio.run(publish_traces(settings, records))
     elapsed = time.perf_counter() - t0
-    print(f"published {len(records):,} trace records to {AI_TRACES} in {elapsed:.1f}s (not timed)")
+    print(
+        f"published {len(records):,} trace records to {AI_TRACES} in {messages:,} messages "
+        f"(batches of {settings.worker_batch_size} events) in {elapsed:.1f}s (not timed)"
+    )
     now = datetime.now(UTC)
     # Pickled, so the 300k rows are one bytes object while the sink runs: as live tuples they would
     # sit in this process's heap and every full collection during the sink run would walk them,
@@ -665,10 +687,10 @@ def sink_ingest(
             first = "sink" if sink_first else "raw"
             print(
                 f"round {round_no} ({first} first): sink {rows:,} rows in {run.seconds:.2f}s = "
-                f"{sink_rate:,.0f} rows/s ({run.flushes} flushes, first rows landed after "
-                f"{run.first_row_s:.2f}s); raw insert in batches of {raw_batch:,}: {raw_s:.2f}s = "
-                f"{raw_rate:,.0f} rows/s; ratio {ratios[-1]:.3f} (during the sink run the broker kept "
-                f"{run.broker_cores:.2f} cores busy, processes outside this benchmark "
+                f"{sink_rate:,.0f} rows/s ({run.flushes} flushes, {run.inserts} inserts, first rows "
+                f"landed after {run.first_row_s:.2f}s); raw insert in batches of {raw_batch:,}: "
+                f"{raw_s:.2f}s = {raw_rate:,.0f} rows/s; ratio {ratios[-1]:.3f} (during the sink run "
+                f"the broker kept {run.broker_cores:.2f} cores busy, processes outside this benchmark "
                 f"{run.others_cores:.2f}; waited {run.quiet_wait_s:.1f}s for a quiet broker first)",
                 flush=True,
             )

@@ -34,12 +34,15 @@ class BatchBuffer(Generic[T]):
         self.max_age_s = max_age_s
         self._clock = clock
         self._items: list[T] = []
+        self._rows = 0
         self._oldest_at: float | None = None
 
-    def add(self, item: T) -> None:
+    def add(self, item: T, rows: int = 1) -> None:
+        """Buffer ``item``, which counts as ``rows`` rows towards ``max_rows``."""
         if self._oldest_at is None:
             self._oldest_at = self._clock()
         self._items.append(item)
+        self._rows += rows
 
     def extend(self, items: Iterable[T]) -> None:
         """Add many items; the buffer may grow past ``max_rows`` (``drain`` returns them all)."""
@@ -56,7 +59,7 @@ class BatchBuffer(Generic[T]):
         """True when the size bound is reached or the oldest item is at least ``max_age_s`` old."""
         if not self._items:
             return False
-        return len(self._items) >= self.max_rows or self.age() >= self.max_age_s
+        return self._rows >= self.max_rows or self.age() >= self.max_age_s
 
     def seconds_until_due(self) -> float | None:
         """None when empty (nothing will ever be due), 0.0 when due now, else the wait for the age bound."""
@@ -69,8 +72,15 @@ class BatchBuffer(Generic[T]):
     def drain(self) -> list[T]:
         """Take every buffered item, oldest first, and reset the age."""
         items, self._items = self._items, []
+        self._rows = 0
         self._oldest_at = None
         return items
 
+    @property
+    def rows(self) -> int:
+        """Rows held: the items' counts as given to ``add``."""
+        return self._rows
+
     def __len__(self) -> int:
+        """Items held (each may count as several rows)."""
         return len(self._items)

@@ -7,9 +7,11 @@ row replaces itself. The chdb client is synchronous, so inserts run in a thread,
 Traces are the volume (one per model call), so they skip Python decoding: after the envelope
 checks the Avro values are wrapped, undecoded, in one container file per batch and ClickHouse
 decodes them (``FORMAT Avro``). Decoding each record in Python and building its row cost ~24 µs
-of the ~45 µs a trace took here (docs/analytics.md). If ClickHouse rejects a batch's data (a value
-that is not one ai.traces.v1 record misaligns the block), that batch takes the row path instead:
-each record decoded on its own, the bad ones rejected and counted, the rest inserted.
+of the ~45 µs a trace took here (docs/analytics.md). The worker publishes traces in batch
+messages (one per tenant and worker batch, streams/trace_batches.py), so Kafka's per-record costs
+are paid per batch, not per trace. If ClickHouse rejects a batch's data (a value that does not
+hold exactly the records its message declares misaligns the block), that batch takes the row path
+instead: each message decoded on its own, the bad ones rejected and counted, the rest inserted.
 """
 
 from __future__ import annotations
@@ -39,9 +41,10 @@ from sinks.clickhouse import (
 )
 from sinks.compaction import compact_closed_days
 from streams import envelope as env
-from streams.codec import CodecError, container_file, decode
+from streams.codec import CodecError, container_file, decode_many
 from streams.config import Settings
 from streams.topics import AI_TRACES, RESULT_TOPICS
+from streams.trace_batches import TraceBatchError, check_trace_message
 
 log = structlog.get_logger(__name__)
 SINK_GROUP_SUFFIX = "clickhouse-sink"
@@ -57,6 +60,8 @@ class SinkStats:
     rows: Counter[str] = field(default_factory=Counter)
     rejected: Counter[str] = field(default_factory=Counter)
     flushes: int = 0
+    inserts: int = 0
+    """ClickHouse inserts that succeeded (a flush makes one per table, or several for big batches)."""
     insert_failures: int = 0
     paused: bool = False
     compaction_passes: int = 0
@@ -78,6 +83,24 @@ def _timed(seconds: defaultdict[str, float], stage: str) -> Iterator[None]:
         seconds[stage] += time.perf_counter() - started
 
 
+def insert_chunks(
+    messages: list[tuple[bytes, int]], max_rows: int
+) -> Iterator[tuple[list[tuple[bytes, int]], int]]:
+    """Consecutive messages of at most ``max_rows`` traces together (a bigger message alone), and
+    their trace count. Why: one fetch may hand over many batch messages, hundreds of thousands of
+    traces; inserts stay the size the setting asks for, whatever the messages hold."""
+    chunk: list[tuple[bytes, int]] = []
+    rows = 0
+    for message in messages:
+        if chunk and rows + message[1] > max_rows:
+            yield chunk, rows
+            chunk, rows = [], 0
+        chunk.append(message)
+        rows += message[1]
+    if chunk:
+        yield chunk, rows
+
+
 class DataRejected(Exception):
     """ClickHouse refused the data of an insert (as opposed to being unreachable)."""
 
@@ -91,7 +114,7 @@ class ClickHouseSink:
     def __init__(self, settings: Settings, client: ClickHouseClient) -> None:
         self._settings = settings
         self._client = client
-        self._traces: BatchBuffer[bytes] = BatchBuffer(
+        self._traces: BatchBuffer[tuple[bytes, int]] = BatchBuffer(
             settings.sink_batch_rows, settings.sink_flush_interval_s
         )
         self._results: BatchBuffer[tuple[Any, ...]] = BatchBuffer(
@@ -176,15 +199,15 @@ class ClickHouseSink:
             try:
                 if record.topic == AI_TRACES:
                     # checked on the header bytes: a trace's headers are never read here
-                    raw = dict(record.headers)
-                    self._traces.add(env.check_envelope(record.topic, record.value, raw, SINK_MAX_BYTES))
+                    value, count = check_trace_message(record.value, dict(record.headers), SINK_MAX_BYTES)
+                    self._traces.add((value, count), rows=count)
                 else:
                     headers = env.header_map(record.headers)
                     data = env.decode_event(record.topic, record.value, headers, SINK_MAX_BYTES)
                     self._results.add(
                         result_row(record.topic, data.id, data.data, now, self._redactor, headers)
                     )
-            except (CodecError, env.EnvelopeError, KeyError, ValueError) as exc:
+            except (CodecError, env.EnvelopeError, TraceBatchError, KeyError, ValueError) as exc:
                 # The seam for a sink DLQ: the record stays in its topic at this offset for replay.
                 self.stats.rejected[record.topic] += 1
                 log.error(
@@ -205,7 +228,8 @@ class ClickHouseSink:
             traces, results = self._traces.drain(), self._results.drain()
             self._in_flight = len(traces) + len(results)
             try:
-                await self._insert_traces(traces)
+                for chunk, rows in insert_chunks(traces, self._settings.sink_batch_rows):
+                    await self._insert_traces(chunk, rows)
                 await self._insert_until_done(
                     "results", len(results), lambda: self._client.insert("results", results, RESULT_COLUMNS)
                 )
@@ -217,34 +241,37 @@ class ClickHouseSink:
             if traces or results:
                 self.stats.flushes += 1
 
-    async def _insert_traces(self, values: list[bytes]) -> None:
-        """ClickHouse decodes the batch; if it refuses the data, the row path sorts good from bad."""
-        if not values:
+    async def _insert_traces(self, messages: list[tuple[bytes, int]], count: int) -> None:
+        """ClickHouse decodes the batch (``count`` traces in ``messages``: each a value and how many
+        traces it holds); if it refuses the data, the row path sorts good messages from bad."""
+        if not messages:
             return
-        container = container_file(AI_TRACES, values)
+        container = container_file(AI_TRACES, [value for value, _ in messages], records=count)
         try:
             await self._insert_until_done(
                 "traces",
-                len(values),
+                count,
                 lambda: self._client.insert_avro("traces", TRACE_AVRO_COLUMNS, container),
                 data_errors=True,
             )
         except DataRejected as exc:
-            log.warning("trace_batch_rejected_by_clickhouse", rows=len(values), error=repr(exc.__cause__))
-            rows = self._trace_rows(values)
+            log.warning("trace_batch_rejected_by_clickhouse", rows=count, error=repr(exc.__cause__))
+            rows = self._trace_rows(messages)
             await self._insert_until_done(
                 "traces", len(rows), lambda: self._client.insert("traces", rows, TRACE_COLUMNS)
             )
 
-    def _trace_rows(self, values: list[bytes]) -> list[tuple[Any, ...]]:
+    def _trace_rows(self, messages: list[tuple[bytes, int]]) -> list[tuple[Any, ...]]:
+        """Rows of every message that decodes whole; a message that does not is rejected with all
+        the traces it declares (its records cannot be told apart once one is misread)."""
         now = datetime.now(UTC)
         rows = []
-        for value in values:
+        for value, count in messages:
             try:
-                rows.append(trace_row(decode(AI_TRACES, value), now))
+                rows.extend([trace_row(record, now) for record in decode_many(AI_TRACES, value, count)])
             except (CodecError, KeyError, ValueError) as exc:
-                self.stats.rejected[AI_TRACES] += 1
-                log.error("sink_record_rejected", topic=AI_TRACES, error=repr(exc))
+                self.stats.rejected[AI_TRACES] += count
+                log.error("sink_record_rejected", topic=AI_TRACES, traces=count, error=repr(exc))
         return rows
 
     async def _insert_until_done(
@@ -282,6 +309,7 @@ class ClickHouseSink:
                 await self._idle(delay_s)
                 delay_s = min(delay_s * 2, self._settings.sink_retry_cap_s)
         self.stats.rows[table] += count
+        self.stats.inserts += 1
         if paused:
             self._resume()
 

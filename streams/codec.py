@@ -40,18 +40,20 @@ def schema_text(name: str, schema_dir: Path = SCHEMA_DIR) -> bytes:
     return (schema_dir / f"{SCHEMAS.get(name, name)}.avsc").read_bytes()
 
 
-def container_file(schema_name: str, values: Sequence[bytes]) -> bytes:
+def container_file(schema_name: str, values: Sequence[bytes], records: int | None = None) -> bytes:
     """Schemaless records of ``schema_name`` as one Avro object container file (one block, no codec),
-    without decoding them: what ClickHouse's ``FORMAT Avro`` reads. The block declares its record
-    count and byte size and ends with the sync marker, so a record that is not exactly one record
-    of this schema misaligns the block and the reader rejects the whole file."""
+    without decoding them: what ClickHouse's ``FORMAT Avro`` reads. Each value is one record, or
+    several back to back (``encode_many``) when ``records`` gives the total. The block declares its
+    record count and byte size and ends with the sync marker, so a value that does not hold exactly
+    the records counted misaligns the block and the reader rejects the whole file."""
     sync = os.urandom(16)
     meta = {b"avro.schema": schema_text(schema_name), b"avro.codec": b"null"}
     parts = [b"Obj\x01", _zigzag(len(meta))]
     for key, value in meta.items():
         parts += [_zigzag(len(key)), key, _zigzag(len(value)), value]
     body = b"".join(values)
-    parts += [_zigzag(0), sync, _zigzag(len(values)), _zigzag(len(body)), body, sync]
+    count = len(values) if records is None else records
+    parts += [_zigzag(0), sync, _zigzag(count), _zigzag(len(body)), body, sync]
     return b"".join(parts)
 
 
@@ -74,6 +76,31 @@ def encode(schema_name: str, record: dict[str, Any]) -> bytes:
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise CodecError(f"record does not match {schema_name}: {exc}") from exc
     return buf.getvalue()
+
+
+def encode_many(schema_name: str, records: Sequence[dict[str, Any]]) -> bytes:
+    """Records back to back, as in the body of an Avro container block: one value for many events
+    of one schema (``decode_many`` reads it back)."""
+    return b"".join(encode(schema_name, record) for record in records)
+
+
+def decode_many(schema_name: str, data: bytes, count: int) -> list[dict[str, Any]]:
+    """Exactly ``count`` records back to back; fewer, more or trailing bytes are a CodecError."""
+    schema = load_schema(schema_name)
+    buf = io.BytesIO(data)
+    records: list[Any] = []
+    try:
+        for _ in range(count):
+            records.append(fastavro.schemaless_reader(buf, schema, None))
+    except Exception as exc:  # as in decode: fastavro raises many types
+        raise CodecError(
+            f"cannot decode record {len(records) + 1} of {count} {schema_name}: {type(exc).__name__}: {exc}"
+        ) from exc
+    if buf.tell() != len(data):
+        raise CodecError(f"cannot decode {count} {schema_name}: {len(data) - buf.tell()} trailing bytes")
+    if not all(isinstance(record, dict) for record in records):
+        raise CodecError(f"cannot decode {schema_name}: not a record")
+    return records
 
 
 def decode(schema_name: str, data: bytes) -> dict[str, Any]:

@@ -7,7 +7,7 @@ Binary mode keeps the value a plain Avro record (readable by any Avro consumer) 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -62,12 +62,15 @@ def build_headers(
     time: datetime | None = None,
     causation_id: str | None = None,
     extra: Iterable[tuple[str, bytes]] = (),
+    event_type: str | None = None,
 ) -> list[tuple[str, bytes]]:
+    """The CloudEvents headers of an event on ``topic``; ``ce_type`` is the topic's own unless
+    ``event_type`` names another one the topic carries (a batch of traces)."""
     stamp = (time or datetime.now(UTC)).astimezone(UTC).isoformat().replace("+00:00", "Z")
     headers = [
         ("ce_specversion", SPEC_VERSION.encode()),
         ("ce_id", event_id.encode()),
-        ("ce_type", EVENT_TYPES[topic].encode()),
+        ("ce_type", (event_type or EVENT_TYPES[topic]).encode()),
         ("ce_source", source.encode()),
         ("ce_time", stamp.encode()),
         ("ce_tenantid", tenant_id.encode()),
@@ -107,10 +110,15 @@ def header_map(
 
 
 def check_envelope(
-    topic: str, value: bytes | None, headers: Mapping[str, str] | Mapping[str, bytes | None], max_bytes: int
+    topic: str,
+    value: bytes | None,
+    headers: Mapping[str, str] | Mapping[str, bytes | None],
+    max_bytes: int,
+    types: Collection[str] = (),
 ) -> bytes:
     """The checks that need no decoding (value present and within the limit, CloudEvents headers,
-    type belongs on the topic); returns the value. ``decode_event`` runs them first.
+    type belongs on the topic: the topic's own, or one of ``types``); returns the value.
+    ``decode_event`` runs them first.
 
     ``headers`` may be decoded (``header_map``) or the record's own bytes (``dict(record.headers)``):
     the sink checks every trace and needs none of them decoded, and decoding eight headers per
@@ -125,7 +133,7 @@ def check_envelope(
     ce_type = headers["ce_type"]
     if isinstance(ce_type, bytes):
         ce_type = ce_type.decode("utf-8", "replace")
-    if ce_type != EVENT_TYPES[topic]:
+    if ce_type != EVENT_TYPES[topic] and ce_type not in types:
         raise EnvelopeError(f"ce_type {ce_type!r} does not belong on {topic}")
     return value
 

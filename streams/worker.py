@@ -40,13 +40,13 @@ from streams.memory import Trimmer
 from streams.ops import REPLAYED_FROM
 from streams.processed import ProcessedChangelog, ProcessedEvents, marker
 from streams.topics import (
-    AI_TRACES,
     DOCUMENT_UPLOADED,
     TICKET_CREATED,
     origin_topic,
     retry_topic,
     shadow_topic,
 )
+from streams.trace_batches import trace_messages
 
 log = structlog.get_logger(__name__)
 
@@ -210,19 +210,8 @@ class WorkerRuntime:
         pending: list[Awaitable[Any]] = []
         for result in [*outcome.results, *outcome.reviews]:
             pending.append(await send(result))
-        for trace in outcome.traces:
-            value, headers, _ = env.encode_event(
-                AI_TRACES,
-                trace,
-                event_id=trace["trace_id"],
-                source="urn:riverbed:gateway",
-                causation_id=trace["event_id"],
-            )
-            pending.append(
-                await send(
-                    OutboundEvent(AI_TRACES, trace["event_id"].encode(), value, headers, trace["trace_id"])
-                )
-            )
+        for message in trace_messages(outcome.traces):
+            pending.append(await send(message))
         for inbound, failure in outcome.failures:
             log.warning(
                 "event_failed",

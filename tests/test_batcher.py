@@ -36,6 +36,16 @@ def test_due_when_size_reached(clock: FakeClock) -> None:
     assert len(buf) == 0 and not buf.due()
 
 
+def test_an_item_of_many_rows_counts_them_all(clock: FakeClock) -> None:
+    buf: BatchBuffer[str] = BatchBuffer(max_rows=100, max_age_s=60.0, clock=clock)
+    buf.add("a batch message", rows=60)
+    assert not buf.due() and (len(buf), buf.rows) == (1, 60)
+    buf.add("another", rows=40)
+    assert buf.due()
+    assert buf.drain() == ["a batch message", "another"]
+    assert (len(buf), buf.rows) == (0, 0) and not buf.due()
+
+
 def test_due_when_oldest_item_reaches_max_age(clock: FakeClock) -> None:
     buf: BatchBuffer[str] = BatchBuffer(max_rows=100, max_age_s=2.0, clock=clock)
     buf.add("a")

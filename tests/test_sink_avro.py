@@ -1,9 +1,9 @@
 """The trace sink's fast path: Avro values handed to ClickHouse undecoded (FORMAT Avro).
 
 Real broker, real sink, real chdb. The rows ClickHouse decodes must equal what the Python row
-builder makes of the same records, column by column; a batch holding a value that is not one
-ai.traces.v1 record must fall back to the row path, which stores every good record and rejects
-the bad one.
+builder makes of the same records, column by column, whether they came one per message or in the
+worker's batch messages; an insert holding a value that is not the records its message declares
+must fall back to the row path, which stores every good message and rejects the bad one.
 """
 
 from __future__ import annotations
@@ -17,12 +17,15 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from agents.outcome import OutboundEvent
 from sinks.clickhouse import TRACE_AVRO_COLUMNS, TRACE_COLUMNS, connect, migrate, trace_row
-from sinks.service import ClickHouseSink
+from sinks.service import ClickHouseSink, insert_chunks
 from streams import envelope as env
+from streams import trace_batches as tb
 from streams.codec import load_schema
 from streams.config import Settings
 from streams.topics import AI_TRACES
+from streams.trace_batches import trace_messages
 from tests.conftest import drain_sink, start_sink_group_at_end
 
 
@@ -82,6 +85,28 @@ def test_the_schema_fields_are_the_columns_the_avro_insert_names() -> None:
     assert set(TRACE_COLUMNS) - set(TRACE_AVRO_COLUMNS) == {"ingested_at"}
 
 
+def assert_stored_as_the_row_builder_makes_them(
+    client: Any, run_id: str, records: list[dict[str, Any]]
+) -> None:
+    columns = [c for c in TRACE_COLUMNS if c != "ingested_at"]
+    stored = {
+        row[0]: row
+        for row in client.query_rows(
+            f"SELECT {', '.join(columns)} FROM traces FINAL WHERE trace_id LIKE {{p:String}}",
+            {"p": f"{run_id}-%"},
+        )
+    }
+    assert len(stored) == len(records)
+    keep = [TRACE_COLUMNS.index(c) for c in columns]
+    for record in records:
+        expected = trace_row(record, datetime.now(UTC))
+        assert stored[record["trace_id"]] == tuple(expected[i] for i in keep), record["trace_id"]
+
+
+def as_sent(message: OutboundEvent) -> tuple[bytes, list[tuple[str, bytes]]]:
+    return message.value, message.headers
+
+
 @pytest.mark.parametrize("codec", ["none", "lz4", "zstd", "gzip", "snappy"])
 def test_clickhouse_decodes_traces_exactly_like_the_row_builder(broker: Settings, codec: str) -> None:
     """Whichever codec a producer chose (the worker's is ``producer_compression``, lz4 by default;
@@ -97,19 +122,7 @@ def test_clickhouse_decodes_traces_exactly_like_the_row_builder(broker: Settings
         sink = ClickHouseSink(settings, client)
         drain_sink(sink)
         assert sink.stats.rejected[AI_TRACES] == 0
-        columns = [c for c in TRACE_COLUMNS if c != "ingested_at"]
-        stored = {
-            row[0]: row
-            for row in client.query_rows(
-                f"SELECT {', '.join(columns)} FROM traces FINAL WHERE trace_id LIKE {{p:String}}",
-                {"p": f"{run_id}-%"},
-            )
-        }
-        assert len(stored) == len(records)
-        keep = [TRACE_COLUMNS.index(c) for c in columns]
-        for record in records:
-            expected = trace_row(record, datetime.now(UTC))
-            assert stored[record["trace_id"]] == tuple(expected[i] for i in keep), record["trace_id"]
+        assert_stored_as_the_row_builder_makes_them(client, run_id, records)
         ingested = client.query_scalar(
             "SELECT min(ingested_at) > now64(3) - INTERVAL 10 MINUTE FROM traces "
             "WHERE trace_id LIKE {p:String}",
@@ -121,6 +134,68 @@ def test_clickhouse_decodes_traces_exactly_like_the_row_builder(broker: Settings
             "SELECT sum(output_tokens) FROM cost_daily WHERE day = '2026-11-20' AND tenant_id = 'globex'"
         )
         assert tokens >= sum(r["gen_ai_usage_output_tokens"] for r in records if r["tenant_id"] == "globex")
+
+
+def test_batch_messages_land_like_single_traces_beside_them(broker: Settings) -> None:
+    """The worker publishes batches (streams/trace_batches.py); traces published one per message,
+    as before batches existed, still land in the same inserts."""
+    run_id = f"avro-batched-{datetime.now(UTC).timestamp():.0f}"
+    records = [varied_trace(i, run_id) for i in range(150)]
+    singles = [env.encode_event(AI_TRACES, r)[:2] for r in records[:30]]
+    batches = [as_sent(m) for m in trace_messages(records[30:])]
+    assert len(batches) == 2  # one per tenant
+    asyncio.run(produce(broker, [*singles, *batches], "lz4"))
+    settings = broker.model_copy(update={"app_id": "riverbed-avro-batched-sink", "sink_batch_rows": 100})
+    with connect(settings.effective_clickhouse_dsn, "riverbed_avro_batched") as client:
+        migrate(client)
+        sink = ClickHouseSink(settings, client)
+        drain_sink(sink)
+        assert sink.stats.rejected[AI_TRACES] == 0
+        assert_stored_as_the_row_builder_makes_them(client, run_id, records)
+
+
+def test_inserts_keep_to_the_batch_size_whatever_the_messages_hold() -> None:
+    """One fetch can hand the sink thousands of batch messages; each insert still holds at most
+    ``sink_batch_rows`` traces, unless one message alone holds more."""
+    messages = [(b"a", 40), (b"b", 40), (b"c", 30), (b"d", 250), (b"e", 1), (b"f", 99)]
+    chunks = list(insert_chunks(messages, 100))
+    assert chunks == [
+        ([(b"a", 40), (b"b", 40)], 80),
+        ([(b"c", 30)], 30),
+        ([(b"d", 250)], 250),
+        ([(b"e", 1), (b"f", 99)], 100),
+    ]
+    assert [m for chunk, _ in chunks for m in chunk] == messages
+    assert list(insert_chunks([], 100)) == []
+
+
+def test_a_batch_message_that_does_not_hold_its_count_is_rejected_whole(broker: Settings) -> None:
+    run_id = f"avro-bad-batch-{datetime.now(UTC).timestamp():.0f}"
+    good, overcounted, truncated, uncounted = (
+        [varied_trace(i, run_id) for i in range(start, start + 10, 2)] for start in (0, 100, 200, 300)
+    )
+    sent = [as_sent(tb.trace_messages(group)[0]) for group in (good, overcounted, truncated, uncounted)]
+    lying = [(k, b"6" if k == tb.RECORDS_HEADER else v) for k, v in sent[1][1]]
+    sent[1] = (sent[1][0], lying)
+    sent[2] = (sent[2][0][:-9], sent[2][1])
+    sent[3] = (sent[3][0], [(k, v) for k, v in sent[3][1] if k != tb.RECORDS_HEADER])
+    single = varied_trace(400, run_id)
+    asyncio.run(produce(broker, [*sent, env.encode_event(AI_TRACES, single)[:2]]))
+    settings = broker.model_copy(update={"app_id": "riverbed-avro-bad-batch-sink", "sink_batch_rows": 1000})
+    with connect(settings.effective_clickhouse_dsn, "riverbed_avro_bad_batch") as client:
+        migrate(client)
+        sink = ClickHouseSink(settings, client)
+        drain_sink(sink)
+        stored = {
+            r[0]
+            for r in client.query_rows(
+                "SELECT trace_id FROM traces FINAL WHERE trace_id LIKE {p:String}", {"p": f"{run_id}-%"}
+            )
+        }
+    assert stored == {t["trace_id"] for t in [*good, single]}
+    # the miscounted and the truncated batch with the 6 and 5 traces they declare, the uncounted one
+    # refused at the envelope check as one message
+    assert sink.stats.rejected[AI_TRACES] == 6 + 5 + 1
 
 
 def test_a_batch_with_a_bad_value_takes_the_row_path_and_keeps_the_good_ones(broker: Settings) -> None:
