@@ -110,12 +110,16 @@ def as_sent(message: OutboundEvent) -> tuple[bytes, list[tuple[str, bytes]]]:
 @pytest.mark.parametrize("codec", ["none", "lz4", "zstd", "gzip", "snappy"])
 def test_clickhouse_decodes_traces_exactly_like_the_row_builder(broker: Settings, codec: str) -> None:
     """Whichever codec a producer chose (the worker's is ``producer_compression``, lz4 by default;
-    the sink cannot read snappy, lz4 or zstd batches without cramjam installed)."""
+    the sink cannot read snappy, lz4 or zstd batches without cramjam installed), and whether the
+    traces came in the worker's batch messages (streams/trace_batches.py: one per tenant here) or
+    one per message, as before batches existed: both land in the same inserts."""
     run_id = f"avro-{codec}-{datetime.now(UTC).timestamp():.0f}"
     records = [varied_trace(i, run_id) for i in range(120)]
-    encoded = [env.encode_event(AI_TRACES, r) for r in records]
+    singles = [env.encode_event(AI_TRACES, r)[:2] for r in records[:60]]
+    batches = [as_sent(m) for m in trace_messages(records[60:])]
+    assert len(batches) == 2
     compression = broker.model_copy(update={"producer_compression": codec}).producer_compression_type
-    asyncio.run(produce(broker, [(value, headers) for value, headers, _ in encoded], compression))
+    asyncio.run(produce(broker, [*singles, *batches], compression))
     settings = broker.model_copy(update={"app_id": f"riverbed-avro-sink-{codec}", "sink_batch_rows": 50})
     with connect(settings.effective_clickhouse_dsn, "riverbed_avro") as client:
         migrate(client)
@@ -136,24 +140,6 @@ def test_clickhouse_decodes_traces_exactly_like_the_row_builder(broker: Settings
         assert tokens >= sum(r["gen_ai_usage_output_tokens"] for r in records if r["tenant_id"] == "globex")
 
 
-def test_batch_messages_land_like_single_traces_beside_them(broker: Settings) -> None:
-    """The worker publishes batches (streams/trace_batches.py); traces published one per message,
-    as before batches existed, still land in the same inserts."""
-    run_id = f"avro-batched-{datetime.now(UTC).timestamp():.0f}"
-    records = [varied_trace(i, run_id) for i in range(150)]
-    singles = [env.encode_event(AI_TRACES, r)[:2] for r in records[:30]]
-    batches = [as_sent(m) for m in trace_messages(records[30:])]
-    assert len(batches) == 2  # one per tenant
-    asyncio.run(produce(broker, [*singles, *batches], "lz4"))
-    settings = broker.model_copy(update={"app_id": "riverbed-avro-batched-sink", "sink_batch_rows": 100})
-    with connect(settings.effective_clickhouse_dsn, "riverbed_avro_batched") as client:
-        migrate(client)
-        sink = ClickHouseSink(settings, client)
-        drain_sink(sink)
-        assert sink.stats.rejected[AI_TRACES] == 0
-        assert_stored_as_the_row_builder_makes_them(client, run_id, records)
-
-
 def test_inserts_keep_to_the_batch_size_whatever_the_messages_hold() -> None:
     """One fetch can hand the sink thousands of batch messages; each insert still holds at most
     ``sink_batch_rows`` traces, unless one message alone holds more."""
@@ -169,6 +155,26 @@ def test_inserts_keep_to_the_batch_size_whatever_the_messages_hold() -> None:
     assert list(insert_chunks([], 100)) == []
 
 
+def drained_trace_ids(
+    broker: Settings, name: str, run_id: str, messages: list[tuple[bytes, list[tuple[str, bytes]]]]
+) -> tuple[set[str], ClickHouseSink]:
+    """Produce ``messages``, drain them with a sink of its own into a database of its own, and
+    return the run's trace ids that landed, with the sink (for its counters)."""
+    asyncio.run(produce(broker, messages))
+    settings = broker.model_copy(update={"app_id": f"riverbed-{name}-sink", "sink_batch_rows": 1000})
+    with connect(settings.effective_clickhouse_dsn, f"riverbed_{name.replace('-', '_')}") as client:
+        migrate(client)
+        sink = ClickHouseSink(settings, client)
+        drain_sink(sink)
+        stored = {
+            r[0]
+            for r in client.query_rows(
+                "SELECT trace_id FROM traces FINAL WHERE trace_id LIKE {p:String}", {"p": f"{run_id}-%"}
+            )
+        }
+    return stored, sink
+
+
 def test_a_batch_message_that_does_not_hold_its_count_is_rejected_whole(broker: Settings) -> None:
     run_id = f"avro-bad-batch-{datetime.now(UTC).timestamp():.0f}"
     good, overcounted, truncated, uncounted = (
@@ -180,18 +186,9 @@ def test_a_batch_message_that_does_not_hold_its_count_is_rejected_whole(broker: 
     sent[2] = (sent[2][0][:-9], sent[2][1])
     sent[3] = (sent[3][0], [(k, v) for k, v in sent[3][1] if k != tb.RECORDS_HEADER])
     single = varied_trace(400, run_id)
-    asyncio.run(produce(broker, [*sent, env.encode_event(AI_TRACES, single)[:2]]))
-    settings = broker.model_copy(update={"app_id": "riverbed-avro-bad-batch-sink", "sink_batch_rows": 1000})
-    with connect(settings.effective_clickhouse_dsn, "riverbed_avro_bad_batch") as client:
-        migrate(client)
-        sink = ClickHouseSink(settings, client)
-        drain_sink(sink)
-        stored = {
-            r[0]
-            for r in client.query_rows(
-                "SELECT trace_id FROM traces FINAL WHERE trace_id LIKE {p:String}", {"p": f"{run_id}-%"}
-            )
-        }
+    stored, sink = drained_trace_ids(
+        broker, "avro-bad-batch", run_id, [*sent, env.encode_event(AI_TRACES, single)[:2]]
+    )
     assert stored == {t["trace_id"] for t in [*good, single]}
     # the miscounted and the truncated batch with the 6 and 5 traces they declare, the uncounted one
     # refused at the envelope check as one message
@@ -208,18 +205,7 @@ def test_a_batch_with_a_bad_value_takes_the_row_path_and_keeps_the_good_ones(bro
         if i == 20:
             value = value[:-5]  # truncated
         values.append((value, headers))
-    asyncio.run(produce(broker, values))
-    settings = broker.model_copy(update={"app_id": "riverbed-avro-bad-sink", "sink_batch_rows": 1000})
-    with connect(settings.effective_clickhouse_dsn, "riverbed_avro_bad") as client:
-        migrate(client)
-        sink = ClickHouseSink(settings, client)
-        drain_sink(sink)
-        stored = {
-            r[0]
-            for r in client.query_rows(
-                "SELECT trace_id FROM traces FINAL WHERE trace_id LIKE {p:String}", {"p": f"{run_id}-%"}
-            )
-        }
+    stored, sink = drained_trace_ids(broker, "avro-bad", run_id, values)
     assert stored == {f"{run_id}-{i}" for i in range(30) if i not in (10, 20)}
     assert sink.stats.rejected[AI_TRACES] >= 2
 
