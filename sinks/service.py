@@ -198,7 +198,7 @@ class ClickHouseSink:
         for record in records:
             try:
                 if record.topic == AI_TRACES:
-                    # checked on the header bytes: a trace's headers are never read here
+                    # checked on the header bytes: a trace message's headers are not decoded here
                     value, count = check_trace_message(record.value, dict(record.headers), SINK_MAX_BYTES)
                     self._traces.add((value, count), rows=count)
                 else:

@@ -121,7 +121,7 @@ def check_envelope(
     ``decode_event`` runs them first.
 
     ``headers`` may be decoded (``header_map``) or the record's own bytes (``dict(record.headers)``):
-    the sink checks every trace and needs none of them decoded, and decoding eight headers per
+    the sink checks every trace message and needs none of them decoded, and decoding eight headers per
     record was most of its check time (1.1 of 1.35 µs a record, 2026-11-24)."""
     if value is None:
         raise EnvelopeError("empty value (tombstone) on an event topic")
