@@ -516,7 +516,12 @@ def test_open_vector_store_isolated_runs_the_shard_in_a_child(tmp_path: Path) ->
     try:
         assert isinstance(opened, IsolatedVectorStore)
         assert psutil.Process(opened.pid).ppid() == os.getpid()
-        assert processes.vector_store_pid(os.getpid()) == opened.pid  # what `stack status` shows
+        # what `stack status` shows. Waited for: Popen returns once exec has closed the child's
+        # CLOEXEC pipe, a moment before the kernel sets the new command line; under a loaded CI
+        # machine the status read once came in that window and saw an empty one.
+        wait_until(
+            lambda: processes.vector_store_pid(os.getpid()) == opened.pid, 10, "the shard's command line"
+        )
         opened.ensure_collection(DIM)
         assert (tmp_path / COLLECTION / "edge_config.json").is_file()
     finally:
