@@ -23,7 +23,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -83,20 +83,28 @@ def _timed(seconds: defaultdict[str, float], stage: str) -> Iterator[None]:
         seconds[stage] += time.perf_counter() - started
 
 
-def insert_chunks(
-    messages: list[tuple[bytes, int]], max_rows: int
-) -> Iterator[tuple[list[tuple[bytes, int]], int]]:
+class TraceMessage(NamedTuple):
+    """A checked ai.traces.v1 record waiting for its insert: its value, the traces it holds, and
+    where it came from (named in the log if ClickHouse and the row path refuse it)."""
+
+    value: bytes
+    traces: int
+    partition: int
+    offset: int
+
+
+def insert_chunks(messages: list[TraceMessage], max_rows: int) -> Iterator[tuple[list[TraceMessage], int]]:
     """Consecutive messages of at most ``max_rows`` traces together (a bigger message alone), and
     their trace count. Why: one fetch may hand over many batch messages, hundreds of thousands of
     traces; inserts stay the size the setting asks for, whatever the messages hold."""
-    chunk: list[tuple[bytes, int]] = []
+    chunk: list[TraceMessage] = []
     rows = 0
     for message in messages:
-        if chunk and rows + message[1] > max_rows:
+        if chunk and rows + message.traces > max_rows:
             yield chunk, rows
             chunk, rows = [], 0
         chunk.append(message)
-        rows += message[1]
+        rows += message.traces
     if chunk:
         yield chunk, rows
 
@@ -114,7 +122,7 @@ class ClickHouseSink:
     def __init__(self, settings: Settings, client: ClickHouseClient) -> None:
         self._settings = settings
         self._client = client
-        self._traces: BatchBuffer[tuple[bytes, int]] = BatchBuffer(
+        self._traces: BatchBuffer[TraceMessage] = BatchBuffer(
             settings.sink_batch_rows, settings.sink_flush_interval_s
         )
         self._results: BatchBuffer[tuple[Any, ...]] = BatchBuffer(
@@ -200,7 +208,7 @@ class ClickHouseSink:
                 if record.topic == AI_TRACES:
                     # checked on the header bytes: a trace message's headers are not decoded here
                     value, count = check_trace_message(record.value, dict(record.headers), SINK_MAX_BYTES)
-                    self._traces.add((value, count), rows=count)
+                    self._traces.add(TraceMessage(value, count, record.partition, record.offset), rows=count)
                 else:
                     headers = env.header_map(record.headers)
                     data = env.decode_event(record.topic, record.value, headers, SINK_MAX_BYTES)
@@ -241,12 +249,12 @@ class ClickHouseSink:
             if traces or results:
                 self.stats.flushes += 1
 
-    async def _insert_traces(self, messages: list[tuple[bytes, int]], count: int) -> None:
+    async def _insert_traces(self, messages: list[TraceMessage], count: int) -> None:
         """ClickHouse decodes the batch (``count`` traces in ``messages``: each a value and how many
         traces it holds); if it refuses the data, the row path sorts good messages from bad."""
         if not messages:
             return
-        container = container_file(AI_TRACES, [value for value, _ in messages], records=count)
+        container = container_file(AI_TRACES, [message.value for message in messages], records=count)
         try:
             await self._insert_until_done(
                 "traces",
@@ -261,17 +269,25 @@ class ClickHouseSink:
                 "traces", len(rows), lambda: self._client.insert("traces", rows, TRACE_COLUMNS)
             )
 
-    def _trace_rows(self, messages: list[tuple[bytes, int]]) -> list[tuple[Any, ...]]:
+    def _trace_rows(self, messages: list[TraceMessage]) -> list[tuple[Any, ...]]:
         """Rows of every message that decodes whole; a message that does not is rejected with all
         the traces it declares (its records cannot be told apart once one is misread)."""
         now = datetime.now(UTC)
         rows = []
-        for value, count in messages:
+        for message in messages:
             try:
-                rows.extend([trace_row(record, now) for record in decode_many(AI_TRACES, value, count)])
+                records = decode_many(AI_TRACES, message.value, message.traces)
+                rows.extend([trace_row(record, now) for record in records])
             except (CodecError, KeyError, ValueError) as exc:
-                self.stats.rejected[AI_TRACES] += count
-                log.error("sink_record_rejected", topic=AI_TRACES, traces=count, error=repr(exc))
+                self.stats.rejected[AI_TRACES] += message.traces
+                log.error(
+                    "sink_record_rejected",
+                    topic=AI_TRACES,
+                    partition=message.partition,
+                    offset=message.offset,
+                    traces=message.traces,
+                    error=repr(exc),
+                )
         return rows
 
     async def _insert_until_done(

@@ -16,10 +16,11 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from structlog.testing import capture_logs
 
 from agents.outcome import OutboundEvent
 from sinks.clickhouse import TRACE_AVRO_COLUMNS, TRACE_COLUMNS, connect, migrate, trace_row
-from sinks.service import ClickHouseSink, insert_chunks
+from sinks.service import ClickHouseSink, TraceMessage, insert_chunks
 from streams import envelope as env
 from streams import trace_batches as tb
 from streams.codec import load_schema
@@ -143,14 +144,15 @@ def test_clickhouse_decodes_traces_exactly_like_the_row_builder(broker: Settings
 def test_inserts_keep_to_the_batch_size_whatever_the_messages_hold() -> None:
     """One fetch can hand the sink thousands of batch messages; each insert still holds at most
     ``sink_batch_rows`` traces, unless one message alone holds more."""
-    messages = [(b"a", 40), (b"b", 40), (b"c", 30), (b"d", 250), (b"e", 1), (b"f", 99)]
+    a, b, c, d, e, f = (
+        TraceMessage(value, traces, 0, offset)
+        for offset, (value, traces) in enumerate(
+            [(b"a", 40), (b"b", 40), (b"c", 30), (b"d", 250), (b"e", 1), (b"f", 99)]
+        )
+    )
+    messages = [a, b, c, d, e, f]
     chunks = list(insert_chunks(messages, 100))
-    assert chunks == [
-        ([(b"a", 40), (b"b", 40)], 80),
-        ([(b"c", 30)], 30),
-        ([(b"d", 250)], 250),
-        ([(b"e", 1), (b"f", 99)], 100),
-    ]
+    assert chunks == [([a, b], 80), ([c], 30), ([d], 250), ([e, f], 100)]
     assert [m for chunk, _ in chunks for m in chunk] == messages
     assert list(insert_chunks([], 100)) == []
 
@@ -186,13 +188,18 @@ def test_a_batch_message_that_does_not_hold_its_count_is_rejected_whole(broker: 
     sent[2] = (sent[2][0][:-9], sent[2][1])
     sent[3] = (sent[3][0], [(k, v) for k, v in sent[3][1] if k != tb.RECORDS_HEADER])
     single = varied_trace(400, run_id)
-    stored, sink = drained_trace_ids(
-        broker, "avro-bad-batch", run_id, [*sent, env.encode_event(AI_TRACES, single)[:2]]
-    )
+    with capture_logs() as logs:
+        stored, sink = drained_trace_ids(
+            broker, "avro-bad-batch", run_id, [*sent, env.encode_event(AI_TRACES, single)[:2]]
+        )
     assert stored == {t["trace_id"] for t in [*good, single]}
     # the miscounted and the truncated batch with the 6 and 5 traces they declare, the uncounted one
     # refused at the envelope check as one message
     assert sink.stats.rejected[AI_TRACES] == 6 + 5 + 1
+    # each rejection names where the record waits for a replay
+    rejected = [e for e in logs if e["event"] == "sink_record_rejected" and e["topic"] == AI_TRACES]
+    assert sorted(e.get("traces", 1) for e in rejected) == [1, 5, 6]
+    assert len({(e["partition"], e["offset"]) for e in rejected}) == 3
 
 
 def test_a_batch_with_a_bad_value_takes_the_row_path_and_keeps_the_good_ones(broker: Settings) -> None:
