@@ -216,15 +216,7 @@ class ClickHouseSink:
                         result_row(record.topic, data.id, data.data, now, self._redactor, headers)
                     )
             except (CodecError, env.EnvelopeError, TraceBatchError, KeyError, ValueError) as exc:
-                # The seam for a sink DLQ: the record stays in its topic at this offset for replay.
-                self.stats.rejected[record.topic] += 1
-                log.error(
-                    "sink_record_rejected",
-                    topic=record.topic,
-                    partition=record.partition,
-                    offset=record.offset,
-                    error=repr(exc),
-                )
+                self._reject(record.topic, record.partition, record.offset, exc)
 
     async def flush(self) -> None:
         """Insert everything buffered, then commit what the consumer has handed us so far.
@@ -279,16 +271,21 @@ class ClickHouseSink:
                 records = decode_many(AI_TRACES, message.value, message.traces)
                 rows.extend([trace_row(record, now) for record in records])
             except (CodecError, KeyError, ValueError) as exc:
-                self.stats.rejected[AI_TRACES] += message.traces
-                log.error(
-                    "sink_record_rejected",
-                    topic=AI_TRACES,
-                    partition=message.partition,
-                    offset=message.offset,
-                    traces=message.traces,
-                    error=repr(exc),
-                )
+                self._reject(AI_TRACES, message.partition, message.offset, exc, rows=message.traces)
         return rows
+
+    def _reject(self, topic: str, partition: int, offset: int, exc: Exception, rows: int = 1) -> None:
+        """Count and log a record the sink cannot store (``rows``: how many traces a batch declared).
+        The seam for a sink DLQ: the record stays in its topic at this offset for replay."""
+        self.stats.rejected[topic] += rows
+        log.error(
+            "sink_record_rejected",
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            rows=rows,
+            error=repr(exc),
+        )
 
     async def _insert_until_done(
         self, table: str, count: int, insert: Callable[[], None], *, data_errors: bool = False

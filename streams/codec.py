@@ -92,12 +92,12 @@ def decode_many(schema_name: str, data: bytes, count: int) -> list[dict[str, Any
     try:
         for _ in range(count):
             records.append(fastavro.schemaless_reader(buf, schema, None))
-    except Exception as exc:  # as in decode: fastavro raises many types
-        raise CodecError(
-            f"cannot decode record {len(records) + 1} of {count} {schema_name}: {type(exc).__name__}: {exc}"
-        ) from exc
+    except Exception as exc:  # fastavro raises many types (EOFError, UnicodeDecodeError, IndexError...)
+        which = schema_name if count == 1 else f"record {len(records) + 1} of {count} {schema_name}"
+        raise CodecError(f"cannot decode {which}: {type(exc).__name__}: {exc}") from exc
     if buf.tell() != len(data):
-        raise CodecError(f"cannot decode {count} {schema_name}: {len(data) - buf.tell()} trailing bytes")
+        which = schema_name if count == 1 else f"{count} {schema_name}"
+        raise CodecError(f"cannot decode {which}: {len(data) - buf.tell()} trailing bytes")
     if not all(isinstance(record, dict) for record in records):
         raise CodecError(f"cannot decode {schema_name}: not a record")
     return records
@@ -105,14 +105,4 @@ def decode_many(schema_name: str, data: bytes, count: int) -> list[dict[str, Any
 
 def decode(schema_name: str, data: bytes) -> dict[str, Any]:
     """Decode strictly: trailing bytes mean the writer used another schema, so they are an error."""
-    schema = load_schema(schema_name)
-    buf = io.BytesIO(data)
-    try:
-        record = fastavro.schemaless_reader(buf, schema, None)
-    except Exception as exc:  # fastavro raises many types (EOFError, UnicodeDecodeError, IndexError...)
-        raise CodecError(f"cannot decode {schema_name}: {type(exc).__name__}: {exc}") from exc
-    if buf.tell() != len(data):
-        raise CodecError(f"cannot decode {schema_name}: {len(data) - buf.tell()} trailing bytes")
-    if not isinstance(record, dict):
-        raise CodecError(f"cannot decode {schema_name}: not a record")
-    return record
+    return decode_many(schema_name, data, 1)[0]

@@ -37,11 +37,6 @@ except ImportError:  # pragma: no cover - faust built without its extension
 log = structlog.get_logger(__name__)
 
 
-def _compiled_iterator_in_use() -> bool:
-    """Faust picks its compiled iterator at import unless ``NO_CYTHON`` is set."""
-    return _compiled_streams is not None and getattr(_faust_streams, "_CStreamIterator", None) is not None
-
-
 async def _no_yield(delay: float, result: Any = None) -> Any:
     """Stands in for ``asyncio.sleep(0)``: returns without giving the loop a pass."""
     return result
@@ -49,7 +44,8 @@ async def _no_yield(delay: float, result: Any = None) -> Any:
 
 def install_batch_fill_without_yield() -> bool:
     """Idempotent; False when faust runs without its compiled stream iterator (nothing changed)."""
-    if _compiled_streams is None or not _compiled_iterator_in_use():
+    # faust picks its compiled iterator at import unless NO_CYTHON is set
+    if _compiled_streams is None or getattr(_faust_streams, "_CStreamIterator", None) is None:
         log.info("faust_stream_iterator_not_compiled", effect="batches fill one loop pass per event")
         return False
     _compiled_streams.sleep = _no_yield

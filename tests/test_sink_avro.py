@@ -198,7 +198,7 @@ def test_a_batch_message_that_does_not_hold_its_count_is_rejected_whole(broker: 
     assert sink.stats.rejected[AI_TRACES] == 6 + 5 + 1
     # each rejection names where the record waits for a replay
     rejected = [e for e in logs if e["event"] == "sink_record_rejected" and e["topic"] == AI_TRACES]
-    assert sorted(e.get("traces", 1) for e in rejected) == [1, 5, 6]
+    assert sorted(e["rows"] for e in rejected) == [1, 5, 6]
     assert len({(e["partition"], e["offset"]) for e in rejected}) == 3
 
 
